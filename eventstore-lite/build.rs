@@ -1,0 +1,18 @@
+//! Compiles eventstore-lite's own `.proto` files with protox (no system `protoc` needed) and generates the
+//! tonic server traits.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["streams.proto", "serverfeatures.proto", "gossip.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed=proto/{file}");
+    }
+    println!("cargo:rerun-if-changed=proto/shared.proto");
+    println!("cargo:rerun-if-changed=proto/status.proto");
+    let descriptors = protox::compile(files, ["proto"])?;
+    tonic_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .bytes(["."])
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! The durable store: an append-only log of framed records (the truth) and a redb index over it.
+//!
+//! - [`record`]: the record format. [`log`]: the log file. [`index`]: the redb index.
+//! - [`writer`]: the single writer thread: expected-revision rules, group commit, system-projection links.
+//! - [`reader`]: stream and `$all` reads with metadata rules (`$tb`, `$maxCount`, `$maxAge`) and link resolution.
+//!
+//! This module knows bytes, records and EventStoreDB's stream semantics, nothing about gRPC.
+
+mod filter;
+mod index;
+mod log;
+mod metadata;
+mod reader;
+mod record;
+mod writer;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+pub use filter::{EventFilter, FilterTarget};
+pub use metadata::{Acl, StreamMetadata};
+pub use reader::{AllFrom, AllRead, ReadError, ResolvedItem, StreamFrom, StreamRead};
+pub use record::StoredEvent;
+
+use index::Index;
+use log::Log;
+
+/// Name of the event log file inside the data directory.
+pub const LOG_FILE_NAME: &str = "events.log";
+/// Name of the index database inside the data directory.
+pub const INDEX_FILE_NAME: &str = "index.redb";
+/// Revision of the `$streamDeleted` event a tombstone writes.
+pub const TOMBSTONE_REVISION: u64 = i64::MAX as u64;
+/// EventStoreDB's limit on the bytes of one append.
+pub const MAX_APPEND_SIZE: usize = 16 * 1024 * 1024;
+
+/// What the caller expects the stream's current revision to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedRevision {
+    Any,
+    NoStream,
+    StreamExists,
+    Exact(u64),
+}
+
+/// An event proposed for appending.
+#[derive(Debug, Clone)]
+pub struct ProposedEvent {
+    pub id: Uuid,
+    pub event_type: String,
+    pub is_json: bool,
+    pub metadata: Bytes,
+    pub data: Bytes,
+}
+
+/// The outcome of a successful write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteResult {
+    /// The stream's revision after the write (`None`: still no events).
+    pub current_revision: Option<u64>,
+    /// Position of the last record written (`None` when nothing was written).
+    pub position: Option<u64>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("wrong expected version: expected {expected:?}, current {current:?}")]
+    WrongExpectedVersion { current: Option<u64>, expected: ExpectedRevision },
+    #[error("stream '{0}' is deleted")]
+    StreamDeleted(String),
+    #[error("invalid write: {0}")]
+    Invalid(String),
+    #[error("the store stopped accepting writes after an I/O failure: {0}")]
+    Poisoned(Arc<io::Error>),
+    #[error("the store is shutting down")]
+    ShuttingDown,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the data directory {path}")]
+    Directory { path: PathBuf, source: io::Error },
+    #[error("cannot open the event log")]
+    Log(#[source] io::Error),
+    #[error("cannot open the index")]
+    Index(#[source] redb::Error),
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `None`: in memory.
+    pub directory: Option<PathBuf>,
+    /// Maintain `$ce-`, `$et-`, `$streams` and `$category-` streams.
+    pub standard_projections: bool,
+}
+
+/// Counters for `/stats` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub events_written: AtomicU64,
+    pub writes: AtomicU64,
+    pub batches: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub fsync_micros_total: AtomicU64,
+    pub recovered_records: AtomicU64,
+}
+
+pub(crate) enum WriteRequest {
+    Append {
+        stream: String,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+        reply: oneshot::Sender<Result<WriteResult, WriteError>>,
+    },
+    Delete {
+        stream: String,
+        expected: ExpectedRevision,
+        tombstone: bool,
+        reply: oneshot::Sender<Result<WriteResult, WriteError>>,
+    },
+    /// Finish the queued writes, checkpoint and end the writer thread.
+    Stop,
+}
+
+pub(crate) struct Shared {
+    log: Log,
+    index: Index,
+    /// End of the last committed batch: readers never look past it.
+    committed_end: AtomicU64,
+    committed_tx: watch::Sender<u64>,
+    poisoned: Mutex<Option<Arc<io::Error>>>,
+    stats: StoreStats,
+    /// Set by `crash()`: the writer stops without its final durable checkpoint.
+    skip_final_checkpoint: AtomicBool,
+}
+
+/// The event store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+    writes: mpsc::Sender<WriteRequest>,
+    writer_thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    options: Arc<StoreOptions>,
+}
+
+impl Store {
+    /// Opens (or creates) the store, recovering from a crash if needed: a torn tail of the log is cut, and the
+    /// log past the index's last checkpoint is indexed again.
+    pub fn open(options: StoreOptions) -> Result<Self, OpenError> {
+        let (log, index) = match &options.directory {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| OpenError::Directory { path: dir.clone(), source })?;
+                let log = Log::open(&dir.join(LOG_FILE_NAME)).map_err(OpenError::Log)?;
+                let index = Index::open(&dir.join(INDEX_FILE_NAME)).map_err(OpenError::Index)?;
+                (log, index)
+            }
+            None => (Log::in_memory(), Index::in_memory().map_err(OpenError::Index)?),
+        };
+        let stats = StoreStats::default();
+        let writer = writer::Writer::recover(&log, &index, options.standard_projections, &stats)?;
+        let end = writer.log_end();
+        let (committed_tx, _) = watch::channel(end);
+        let shared = Arc::new(Shared {
+            log,
+            index,
+            committed_end: AtomicU64::new(end),
+            committed_tx,
+            poisoned: Mutex::new(None),
+            stats,
+            skip_final_checkpoint: AtomicBool::new(false),
+        });
+        let (writes, requests) = mpsc::channel(4096);
+        let thread_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("eventstore-lite-writer".into())
+            .spawn(move || writer.run(&thread_shared, requests))
+            .map_err(OpenError::Log)?;
+        Ok(Self { shared, writes, writer_thread: Arc::new(Mutex::new(Some(handle))), options: Arc::new(options) })
+    }
+
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.shared.stats
+    }
+
+    /// Position just past the last committed record (the `$all` end).
+    pub fn committed_end(&self) -> u64 {
+        self.shared.committed_end.load(Ordering::Acquire)
+    }
+
+    /// Wakes whenever a batch commits; the value is the new `$all` end.
+    pub fn watch_commits(&self) -> watch::Receiver<u64> {
+        self.shared.committed_tx.subscribe()
+    }
+
+    pub async fn append(
+        &self,
+        stream: String,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+    ) -> Result<WriteResult, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(WriteRequest::Append { stream, expected, events, reply }, rx).await
+    }
+
+    pub async fn delete(
+        &self,
+        stream: String,
+        expected: ExpectedRevision,
+        tombstone: bool,
+    ) -> Result<WriteResult, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(WriteRequest::Delete { stream, expected, tombstone, reply }, rx).await
+    }
+
+    async fn submit(
+        &self,
+        request: WriteRequest,
+        rx: oneshot::Receiver<Result<WriteResult, WriteError>>,
+    ) -> Result<WriteResult, WriteError> {
+        if let Some(error) = self.shared.poisoned.lock().clone() {
+            return Err(WriteError::Poisoned(error));
+        }
+        self.writes.send(request).await.map_err(|_| WriteError::ShuttingDown)?;
+        rx.await.map_err(|_| WriteError::ShuttingDown)?
+    }
+
+    /// Stops the writer after the writes already queued, writes a final durable index checkpoint and waits for
+    /// the writer thread. Later writes fail with `ShuttingDown`.
+    pub async fn close(&self) {
+        let _ = self.writes.send(WriteRequest::Stop).await;
+        let handle = self.writer_thread.lock().take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
+    /// Like `close`, but the writer skips its final durable checkpoint, as if the process had died.
+    pub async fn crash(&self) {
+        self.shared.skip_final_checkpoint.store(true, Ordering::Release);
+        self.close().await;
+    }
+}
+
+/// Current time as EventStoreDB's `created`: 100-nanosecond ticks since the Unix epoch.
+pub fn now_ticks() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (now.as_nanos() / 100) as i64
+}
+
+/// Category of a stream, as `$by_category` sees it: the part before the first `-`.
+pub fn category_of(stream: &str) -> Option<&str> {
+    if stream.starts_with('$') {
+        return None;
+    }
+    stream.split_once('-').map(|(category, _)| category)
+}
