@@ -54,3 +54,71 @@ impl ServerConfig {
         Self { storage: StorageLocation::Directory(dir.into()), ..Self::in_memory() }
     }
 }
+
+/// `eventstore-lite`'s command line. Option names follow EventStoreDB's; every option also reads the
+/// `EVENTSTORE_*` environment variable of the same name.
+#[derive(Debug, clap::Parser)]
+#[command(name = "eventstore-lite", version, about = "A single-node event store speaking EventStoreDB's gRPC protocol")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Load tests through the official client (write-flood, read-flood, catch-up, latency, restart).
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Directory of the durable store.
+    #[arg(long = "db", env = "EVENTSTORE_DB", default_value = "./data")]
+    pub db: PathBuf,
+    /// Keep everything in memory (nothing survives a restart).
+    #[arg(long = "mem-db", env = "EVENTSTORE_MEM_DB")]
+    pub mem_db: bool,
+    /// Plain HTTP/2 without TLS, and no authentication.
+    #[arg(long, env = "EVENTSTORE_INSECURE")]
+    pub insecure: bool,
+    #[arg(long = "node-ip", env = "EVENTSTORE_NODE_IP", default_value = "127.0.0.1")]
+    pub node_ip: IpAddr,
+    #[arg(long = "http-port", env = "EVENTSTORE_HTTP_PORT", default_value_t = 2113)]
+    pub http_port: u16,
+    /// PEM certificate chain for TLS.
+    #[arg(long = "certificate-file", env = "EVENTSTORE_CERTIFICATE_FILE")]
+    pub certificate_file: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long = "certificate-private-key-file", env = "EVENTSTORE_CERTIFICATE_PRIVATE_KEY_FILE")]
+    pub certificate_private_key_file: Option<PathBuf>,
+    #[arg(long = "default-admin-password", env = "EVENTSTORE_DEFAULT_ADMIN_PASSWORD", default_value = "changeit")]
+    pub default_admin_password: String,
+    #[arg(long = "default-ops-password", env = "EVENTSTORE_DEFAULT_OPS_PASSWORD", default_value = "changeit")]
+    pub default_ops_password: String,
+    /// Maintain `$ce-`, `$et-`, `$streams` and `$category-` streams.
+    #[arg(
+        long = "start-standard-projections",
+        env = "EVENTSTORE_START_STANDARD_PROJECTIONS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub start_standard_projections: bool,
+}
+
+impl ServerArgs {
+    pub fn into_config(self) -> ServerConfig {
+        ServerConfig {
+            storage: if self.mem_db { StorageLocation::InMemory } else { StorageLocation::Directory(self.db) },
+            insecure: self.insecure,
+            node_ip: self.node_ip,
+            http_port: self.http_port,
+            certificate_file: self.certificate_file,
+            certificate_private_key_file: self.certificate_private_key_file,
+            default_admin_password: self.default_admin_password,
+            default_ops_password: self.default_ops_password,
+            start_standard_projections: self.start_standard_projections,
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! eventstore-lite: a single-node event store that speaks EventStoreDB's gRPC protocol.
+//!
+//! - [`storage`]: the durable log and its redb index (bytes, records and stream rules; no gRPC).
+//! - [`config`]: `ServerConfig` and the command line.
+//! - `grpc`: the generated protocol types and the gRPC services.
+//! - `http`: `/health/live`, `/info`, `/stats`, `/metrics`.
+//! - `auth`: Basic authentication and stream ACLs.
+//! - `server`: listener, TLS, routing, graceful shutdown.
+//! - [`bench`]: the load tool behind `eventstore-lite bench`.
+
+mod auth;
+pub mod bench;
+pub mod config;
+mod grpc;
+mod http;
+mod server;
+pub mod storage;
+
+pub use config::{Cli, ServerConfig, StorageLocation};
+pub use server::{start, RunningServer};

@@ -1,0 +1,251 @@
+//! Starting and stopping the server: opens the store, binds one port for gRPC (HTTP/2) and HTTP/1.1 endpoints,
+//! with TLS and Basic authentication unless `--insecure`, and shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Principal, Users};
+use crate::grpc::features::{FeaturesService, GossipService};
+use crate::grpc::proto::gossip::gossip_server::GossipServer;
+use crate::grpc::proto::server_features::server_features_server::ServerFeaturesServer;
+use crate::grpc::proto::streams::streams_server::StreamsServer;
+use crate::grpc::streams::StreamsService;
+use crate::http::{self, HttpState};
+use crate::storage::{Store, StoreOptions, MAX_APPEND_SIZE};
+use crate::{ServerConfig, StorageLocation};
+
+/// How long open connections get to finish after shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A server started by [`start`].
+pub struct RunningServer {
+    addr: SocketAddr,
+    secure: bool,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+    accept_loop: tokio::task::JoinHandle<()>,
+    store: Store,
+}
+
+impl RunningServer {
+    /// The address the server listens on (gRPC and HTTP share it).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A connection string for the official clients: `esdb://host:port?tls=false`, or with `tls=true` and the
+    /// default admin credentials when secure (certificate verification off, as for a self-signed certificate).
+    pub fn connection_string(&self) -> String {
+        if self.secure {
+            format!("esdb://admin:changeit@{}?tls=true&tlsVerifyCert=false", self.addr)
+        } else {
+            format!("esdb://{}?tls=false", self.addr)
+        }
+    }
+
+    /// Stops accepting, ends open streams, waits for connections to drain, then flushes and closes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop_serving().await;
+        self.store.close().await;
+        Ok(())
+    }
+
+    /// Simulates a crash: stops serving at once and closes the store without its final index checkpoint.
+    pub async fn crash(self) {
+        self.accept_loop.abort();
+        self.shutdown.cancel();
+        self.connections.close();
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.connections.wait()).await;
+        self.store.crash().await;
+    }
+
+    async fn stop_serving(&self) {
+        self.shutdown.cancel();
+        self.connections.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.connections.wait()).await.is_err() {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+        }
+        self.accept_loop.abort();
+    }
+
+    /// Waits until shutdown was requested through [`RunningServer::shutdown_token`].
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens the store and starts serving.
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    let opened = Instant::now();
+    let directory = match &config.storage {
+        StorageLocation::InMemory => None,
+        StorageLocation::Directory(dir) => Some(dir.clone()),
+    };
+    let options = StoreOptions { directory, standard_projections: config.start_standard_projections };
+    let store = tokio::task::spawn_blocking(move || Store::open(options))
+        .await
+        .context("store opening task failed")?
+        .context("cannot open the store")?;
+    let tls = if config.insecure { None } else { Some(tls_acceptor(&config)?) };
+    let listener = TcpListener::bind((config.node_ip, config.http_port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.node_ip, config.http_port))?;
+    let addr = listener.local_addr().context("listener has no local address")?;
+    let shutdown = CancellationToken::new();
+    let users = (!config.insecure)
+        .then(|| Users::new(config.default_admin_password.clone(), config.default_ops_password.clone()));
+
+    let streams = StreamsService::new(store.clone(), shutdown.clone());
+    let live_subscriptions = streams.live_subscriptions.clone();
+    let grpc = tonic::service::Routes::new(
+        StreamsServer::new(streams)
+            .max_decoding_message_size(MAX_APPEND_SIZE + 1024 * 1024)
+            .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(ServerFeaturesServer::new(FeaturesService))
+    .add_service(GossipServer::new(GossipService { advertised: addr, instance_id: uuid::Uuid::new_v4() }))
+    .into_axum_router();
+    let http_state = HttpState { store: store.clone(), started: Instant::now(), live_subscriptions, secure: tls.is_some() };
+    let app = http::router(http_state)
+        .merge(grpc)
+        .layer(axum::middleware::from_fn_with_state(Arc::new(users), authenticate));
+
+    let connections = TaskTracker::new();
+    let accept_loop = tokio::spawn(accept_loop(listener, tls, app, shutdown.clone(), connections.clone()));
+    tracing::info!(%addr, secure = !config.insecure, ready_in = ?opened.elapsed(), "eventstore-lite is serving");
+    Ok(RunningServer { addr, secure: !config.insecure, shutdown, connections, accept_loop, store })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (app, shutdown, tls) = (app.clone(), shutdown.clone(), tls.clone());
+        connections.spawn(async move {
+            match tls {
+                None => serve_connection(tcp, app, shutdown).await,
+                Some(acceptor) => match acceptor.accept(tcp).await {
+                    Ok(stream) => serve_connection(stream, app, shutdown).await,
+                    Err(error) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                },
+            }
+        });
+    }
+}
+
+async fn serve_connection<S>(stream: S, app: axum::Router, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(4096)
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .max_frame_size(1024 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let service = TowerToHyperService::new(app);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let mut connection = pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        }
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, connection.as_mut()).await;
+        }
+    }
+}
+
+/// Puts the caller's [`Principal`] in the request's extensions, or refuses bad credentials.
+async fn authenticate(State(users): State<Arc<Option<Users>>>, mut request: Request, next: Next) -> Response {
+    let principal = match users.as_ref() {
+        None => Principal::insecure(),
+        Some(users) => {
+            let header = request.headers().get(http::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            match users.authenticate(header) {
+                Ok(principal) => principal,
+                Err(_) => {
+                    let is_grpc = request
+                        .headers()
+                        .get(http::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|v| v.starts_with("application/grpc"));
+                    if is_grpc {
+                        return tonic::Status::unauthenticated("Bad credentials").into_http().map(axum::body::Body::new);
+                    }
+                    return (axum::http::StatusCode::UNAUTHORIZED, "bad credentials").into_response();
+                }
+            }
+        }
+    };
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+fn tls_acceptor(config: &ServerConfig) -> anyhow::Result<TlsAcceptor> {
+    let (Some(cert_file), Some(key_file)) = (&config.certificate_file, &config.certificate_private_key_file) else {
+        anyhow::bail!(
+            "a secure server needs --certificate-file and --certificate-private-key-file (or run with --insecure)"
+        );
+    };
+    let certs = read_pem(cert_file, |reader| rustls_pemfile::certs(reader).collect::<Result<Vec<_>, _>>())?;
+    let key = read_pem(key_file, |reader| rustls_pemfile::private_key(reader))?
+        .with_context(|| format!("no private key in {}", key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("no TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the certificate and private key do not make a valid TLS identity")?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(tls)))
+}
+
+fn read_pem<T>(
+    path: &Path,
+    parse: impl FnOnce(&mut dyn std::io::BufRead) -> std::io::Result<T>,
+) -> anyhow::Result<T> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut reader = std::io::BufReader::new(file);
+    parse(&mut reader).with_context(|| format!("cannot parse PEM in {}", path.display()))
+}
