@@ -28,7 +28,11 @@ impl Principal {
     }
 
     pub fn anonymous() -> Self {
-        Self { auth: true, user: None, groups: Vec::new() }
+        Self {
+            auth: true,
+            user: None,
+            groups: Vec::new(),
+        }
     }
 
     pub fn auth_enabled(&self) -> bool {
@@ -85,14 +89,21 @@ pub struct InvalidCredentials;
 
 impl Users {
     pub fn new(admin_password: String, ops_password: String) -> Self {
-        Self { admin_password, ops_password }
+        Self {
+            admin_password,
+            ops_password,
+        }
     }
 
     /// Checks an `authorization` header value; no header means anonymous.
     pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, InvalidCredentials> {
-        let Some(header) = header else { return Ok(Principal::anonymous()) };
+        let Some(header) = header else {
+            return Ok(Principal::anonymous());
+        };
         let encoded = header.strip_prefix("Basic ").ok_or(InvalidCredentials)?;
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| InvalidCredentials)?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| InvalidCredentials)?;
         let decoded = String::from_utf8(decoded).map_err(|_| InvalidCredentials)?;
         let (user, password) = decoded.split_once(':').ok_or(InvalidCredentials)?;
         let groups = match user {
@@ -100,7 +111,11 @@ impl Users {
             "ops" if password == self.ops_password => vec!["$ops".to_owned()],
             _ => return Err(InvalidCredentials),
         };
-        Ok(Principal { auth: true, user: Some(user.to_owned()), groups })
+        Ok(Principal {
+            auth: true,
+            user: Some(user.to_owned()),
+            groups,
+        })
     }
 }
 
@@ -109,23 +124,36 @@ mod tests {
     use super::*;
 
     fn basic(user: &str, password: &str) -> String {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
     }
 
     #[test]
     fn admin_and_ops_authenticate_and_strangers_do_not() {
         let users = Users::new("changeit".into(), "changeit".into());
-        let admin = users.authenticate(Some(&basic("admin", "changeit"))).expect("admin");
+        let admin = users
+            .authenticate(Some(&basic("admin", "changeit")))
+            .expect("admin");
         assert!(admin.can_read_all());
         assert!(admin.allowed(Operation::Write, "$secret", None));
-        let ops = users.authenticate(Some(&basic("ops", "changeit"))).expect("ops");
+        let ops = users
+            .authenticate(Some(&basic("ops", "changeit")))
+            .expect("ops");
         assert!(ops.allowed(Operation::Read, "$secret", None));
         assert!(!ops.allowed(Operation::Write, "$secret", None));
-        assert_eq!(users.authenticate(Some(&basic("admin", "wrong"))).err(), Some(InvalidCredentials));
+        assert_eq!(
+            users.authenticate(Some(&basic("admin", "wrong"))).err(),
+            Some(InvalidCredentials)
+        );
         let anonymous = users.authenticate(None).expect("anonymous");
         assert!(!anonymous.can_read_all());
         assert!(!anonymous.allowed(Operation::Read, "orders-1", None));
-        let acl = Acl { read: Some(vec!["$all".into()]), ..Acl::default() };
+        let acl = Acl {
+            read: Some(vec!["$all".into()]),
+            ..Acl::default()
+        };
         assert!(anonymous.allowed(Operation::Read, "orders-1", Some(&acl)));
     }
 }

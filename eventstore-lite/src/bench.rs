@@ -14,7 +14,8 @@ use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use eventstore::{
     AppendToStreamOptions, Client, ClientSettings, EventData, ExpectedRevision, ReadAllOptions,
-    ReadStreamOptions, StreamPosition, SubscribeToAllOptions, SubscribeToStreamOptions, SubscriptionEvent,
+    ReadStreamOptions, StreamPosition, SubscribeToAllOptions, SubscribeToStreamOptions,
+    SubscriptionEvent,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -256,12 +257,23 @@ impl Target {
         let (mut config, kind, data_dir, temporary_dir) = if args.mem_db {
             (ServerConfig::in_memory(), "embedded-memory", None, None)
         } else if let Some(db) = &args.db {
-            (ServerConfig::on_disk(db.clone()), "embedded-disk", Some(db.clone()), None)
+            (
+                ServerConfig::on_disk(db.clone()),
+                "embedded-disk",
+                Some(db.clone()),
+                None,
+            )
         } else {
-            let dir = std::env::temp_dir().join(format!("eventstore-lite-bench-{}", uuid::Uuid::new_v4()));
+            let dir = std::env::temp_dir()
+                .join(format!("eventstore-lite-bench-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("create temporary data directory {}", dir.display()))?;
-            (ServerConfig::on_disk(dir.clone()), "embedded-disk", Some(dir.clone()), Some(dir))
+            (
+                ServerConfig::on_disk(dir.clone()),
+                "embedded-disk",
+                Some(dir.clone()),
+                Some(dir),
+            )
         };
         config.start_standard_projections = !args.no_standard_projections;
         let server = match start(config).await {
@@ -275,19 +287,34 @@ impl Target {
         };
         let connection_string = server.connection_string();
         eprintln!("bench: embedded server ({kind}) at {connection_string}");
-        Ok(Self { connection_string, kind, server: Some(server), data_dir, temporary_dir })
+        Ok(Self {
+            connection_string,
+            kind,
+            server: Some(server),
+            data_dir,
+            temporary_dir,
+        })
     }
 
     fn external(connection_string: String) -> Self {
         eprintln!("bench: loading {connection_string}");
-        Self { connection_string, kind: "external", server: None, data_dir: None, temporary_dir: None }
+        Self {
+            connection_string,
+            kind: "external",
+            server: None,
+            data_dir: None,
+            temporary_dir: None,
+        }
     }
 
     /// Stops the embedded server and removes the temporary directory, whatever the outcome of the test; the
     /// test's own error wins over a failure to stop.
     async fn close_after<T>(self, outcome: anyhow::Result<T>) -> anyhow::Result<T> {
         let closed = match self.server {
-            Some(server) => server.shutdown().await.context("shut down the embedded server"),
+            Some(server) => server
+                .shutdown()
+                .await
+                .context("shut down the embedded server"),
             None => Ok(()),
         };
         if let Some(dir) = &self.temporary_dir {
@@ -331,7 +358,9 @@ async fn wait_until_ready(
     require_event: bool,
 ) -> anyhow::Result<Client> {
     let started = Instant::now();
-    let options = ReadAllOptions::default().position(StreamPosition::End).max_count(1);
+    let options = ReadAllOptions::default()
+        .position(StreamPosition::End)
+        .max_count(1);
     let mut last_error = anyhow!("no attempt was made");
     for _attempt in 0..100_000u32 {
         let remaining = match timeout.checked_sub(started.elapsed()) {
@@ -340,7 +369,10 @@ async fn wait_until_ready(
         };
         let client = connect(connection_string)?;
         let attempt = async {
-            let mut stream = client.read_all(&options).await.context("read $all backwards")?;
+            let mut stream = client
+                .read_all(&options)
+                .await
+                .context("read $all backwards")?;
             let event = stream.next().await.context("read the last event of $all")?;
             anyhow::Ok(event.is_some())
         };
@@ -353,7 +385,9 @@ async fn wait_until_ready(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    Err(last_error.context(format!("server at {connection_string} did not answer a read within {timeout:?}")))
+    Err(last_error.context(format!(
+        "server at {connection_string} did not answer a read within {timeout:?}"
+    )))
 }
 
 fn payload(size: usize) -> Bytes {
@@ -404,7 +438,10 @@ impl Progress {
     fn spawn(label: &'static str, unit: &'static str, done: Arc<AtomicU64>, total: u64) -> Self {
         let task = tokio::spawn(async move {
             let started = Instant::now();
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_INTERVAL, PROGRESS_INTERVAL);
+            let mut ticks = tokio::time::interval_at(
+                tokio::time::Instant::now() + PROGRESS_INTERVAL,
+                PROGRESS_INTERVAL,
+            );
             // Dropping the guard aborts this task; the bound only keeps the loop finite on paper.
             for _tick in 0..u32::MAX {
                 ticks.tick().await;
@@ -490,11 +527,15 @@ async fn run_appends(clients: &[Client], plan: AppendPlan) -> anyhow::Result<App
             (plan.appends, plan.events_per_append, plan.record_latency);
         tasks.spawn(async move {
             let options = AppendToStreamOptions::default().expected_revision(ExpectedRevision::Any);
-            let mut outcome = AppendOutcome { latencies_us: Vec::with_capacity(per_task_capacity), ..Default::default() };
+            let mut outcome = AppendOutcome {
+                latencies_us: Vec::with_capacity(per_task_capacity),
+                ..Default::default()
+            };
             // Each iteration claims a distinct append number, so the loop ends after at most `appends` rounds.
             loop {
                 let append_number = next_append.fetch_add(1, Ordering::Relaxed);
-                if append_number >= appends || failed.load(Ordering::Relaxed) >= MAX_FAILED_APPENDS {
+                if append_number >= appends || failed.load(Ordering::Relaxed) >= MAX_FAILED_APPENDS
+                {
                     break;
                 }
                 let stream = &streams[(append_number % streams.len() as u64) as usize];
@@ -502,7 +543,10 @@ async fn run_appends(clients: &[Client], plan: AppendPlan) -> anyhow::Result<App
                     .map(|_| EventData::binary(BENCH_EVENT_TYPE, payload.clone()))
                     .collect();
                 let sent = Instant::now();
-                match client.append_to_stream(stream.as_str(), &options, events).await {
+                match client
+                    .append_to_stream(stream.as_str(), &options, events)
+                    .await
+                {
                     Ok(_) => {
                         if record_latency {
                             outcome.latencies_us.push(micros(sent.elapsed()));
@@ -533,19 +577,28 @@ async fn run_appends(clients: &[Client], plan: AppendPlan) -> anyhow::Result<App
     }
     total.elapsed = started.elapsed();
     if let Some(error) = &total.first_error {
-        eprintln!("{}: {} appends failed, the first with: {error}", plan.label, total.failed);
+        eprintln!(
+            "{}: {} appends failed, the first with: {error}",
+            plan.label, total.failed
+        );
     }
     Ok(total)
 }
 
 fn numbered_streams(prefix: &str, count: u64) -> Arc<Vec<String>> {
-    Arc::new((0..count).map(|index| format!("{prefix}-{index}")).collect())
+    Arc::new(
+        (0..count)
+            .map(|index| format!("{prefix}-{index}"))
+            .collect(),
+    )
 }
 
 fn check_append_size(events_per_append: u64, size: usize) -> anyhow::Result<()> {
     let bytes = events_per_append.saturating_mul(size as u64);
     if bytes > 16 * 1024 * 1024 {
-        bail!("{events_per_append} events of {size} bytes exceed EventStoreDB's 16 MiB append limit");
+        bail!(
+            "{events_per_append} events of {size} bytes exceed EventStoreDB's 16 MiB append limit"
+        );
     }
     Ok(())
 }
@@ -556,7 +609,12 @@ async fn write_flood(target: &Target, args: &WriteFloodArgs) -> anyhow::Result<s
     let clients = connect_many(&target.connection_string, args.connections)?;
     eprintln!(
         "write-flood: {} appends of {} x {} bytes by {} clients over {} connections to {} streams",
-        args.requests, args.events_per_append, args.size, args.clients, args.connections, args.streams
+        args.requests,
+        args.events_per_append,
+        args.size,
+        args.clients,
+        args.connections,
+        args.streams
     );
     let outcome = run_appends(
         &clients,
@@ -593,8 +651,13 @@ async fn write_flood(target: &Target, args: &WriteFloodArgs) -> anyhow::Result<s
 /// Reads up to `limit` events of `$all` from the start and returns how many there were.
 async fn read_all_count(client: &Client, limit: u64) -> anyhow::Result<u64> {
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    let options = ReadAllOptions::default().position(StreamPosition::Start).max_count(limit_usize);
-    let mut stream = client.read_all(&options).await.context("start reading $all")?;
+    let options = ReadAllOptions::default()
+        .position(StreamPosition::Start)
+        .max_count(limit_usize);
+    let mut stream = client
+        .read_all(&options)
+        .await
+        .context("start reading $all")?;
     let mut count = 0u64;
     // The server sends at most `limit` events; the bound guards against one that does not honour the count.
     while count < limit {
@@ -608,11 +671,18 @@ async fn read_all_count(client: &Client, limit: u64) -> anyhow::Result<u64> {
 
 /// Makes sure `$all` holds at least `wanted` events, appending to the pre-write streams what is missing.
 /// Returns the number of events written.
-async fn ensure_all_holds(connection_string: &str, wanted: u64, size: usize) -> anyhow::Result<u64> {
+async fn ensure_all_holds(
+    connection_string: &str,
+    wanted: u64,
+    size: usize,
+) -> anyhow::Result<u64> {
     let client = wait_until_ready(connection_string, READY_TIMEOUT, false).await?;
     let counting_started = Instant::now();
     let present = read_all_count(&client, wanted).await?;
-    eprintln!("prewrite: $all holds {present} events (counted in {:.1} s)", counting_started.elapsed().as_secs_f64());
+    eprintln!(
+        "prewrite: $all holds {present} events (counted in {:.1} s)",
+        counting_started.elapsed().as_secs_f64()
+    );
     if present >= wanted {
         return Ok(0);
     }
@@ -620,7 +690,9 @@ async fn ensure_all_holds(connection_string: &str, wanted: u64, size: usize) -> 
     let events_per_append = prewrite_events_per_append(size);
     let appends = missing.div_ceil(events_per_append);
     let clients = connect_many(connection_string, 4)?;
-    eprintln!("prewrite: appending {missing} events of {size} bytes, {events_per_append} per append");
+    eprintln!(
+        "prewrite: appending {missing} events of {size} bytes, {events_per_append} per append"
+    );
     let outcome = run_appends(
         &clients,
         AppendPlan {
@@ -649,10 +721,15 @@ async fn read_flood(target: &Target, args: &ReadFloodArgs) -> anyhow::Result<ser
     let clients = connect_many(&target.connection_string, args.clients)?;
     for client in &clients {
         // Connect every reader before the clock starts.
-        read_all_count(client, 1).await.context("connect a reader")?;
+        read_all_count(client, 1)
+            .await
+            .context("connect a reader")?;
     }
     let total_wanted = args.events * args.clients;
-    eprintln!("read-flood: {} readers each reading {} events of $all", args.clients, args.events);
+    eprintln!(
+        "read-flood: {} readers each reading {} events of $all",
+        args.clients, args.events
+    );
     let read = Arc::new(AtomicU64::new(0));
     let _progress = Progress::spawn("read-flood", "events", read.clone(), total_wanted);
     let started = Instant::now();
@@ -664,7 +741,10 @@ async fn read_flood(target: &Target, args: &ReadFloodArgs) -> anyhow::Result<ser
             let options = ReadAllOptions::default()
                 .position(StreamPosition::Start)
                 .max_count(usize::try_from(limit).unwrap_or(usize::MAX));
-            let mut stream = client.read_all(&options).await.context("start reading $all")?;
+            let mut stream = client
+                .read_all(&options)
+                .await
+                .context("start reading $all")?;
             let mut count = 0u64;
             while count < limit {
                 match stream.next().await.context("read $all")? {
@@ -702,7 +782,9 @@ async fn read_flood(target: &Target, args: &ReadFloodArgs) -> anyhow::Result<ser
 
 /// Number of events in `stream` (its last revision + 1), 0 if it does not exist.
 async fn stream_length(client: &Client, stream: &str) -> anyhow::Result<u64> {
-    let options = ReadStreamOptions::default().position(StreamPosition::End).max_count(1);
+    let options = ReadStreamOptions::default()
+        .position(StreamPosition::End)
+        .max_count(1);
     let last = match client.read_stream(stream, &options).await {
         Ok(mut events) => events.next().await,
         Err(error) => Err(error),
@@ -715,7 +797,12 @@ async fn stream_length(client: &Client, stream: &str) -> anyhow::Result<u64> {
 }
 
 /// Makes sure `stream` holds at least `wanted` events; returns the number written.
-async fn ensure_stream_holds(connection_string: &str, stream: &str, wanted: u64, size: usize) -> anyhow::Result<u64> {
+async fn ensure_stream_holds(
+    connection_string: &str,
+    stream: &str,
+    wanted: u64,
+    size: usize,
+) -> anyhow::Result<u64> {
     let client = wait_until_ready(connection_string, READY_TIMEOUT, false).await?;
     let present = stream_length(&client, stream).await?;
     eprintln!("prewrite: {stream} holds {present} events");
@@ -743,17 +830,24 @@ async fn ensure_stream_holds(connection_string: &str, stream: &str, wanted: u64,
 async fn catch_up(target: &Target, args: &CatchUpArgs) -> anyhow::Result<serde_json::Value> {
     check_append_size(1, args.size)?;
     let prewritten = match &args.stream {
-        Some(stream) => ensure_stream_holds(&target.connection_string, stream, args.events, args.size).await?,
+        Some(stream) => {
+            ensure_stream_holds(&target.connection_string, stream, args.events, args.size).await?
+        }
         None => ensure_all_holds(&target.connection_string, args.events, args.size).await?,
     };
     let clients = connect_many(&target.connection_string, args.clients)?;
     for client in &clients {
         // Connect every subscriber before the clock starts.
-        read_all_count(client, 1).await.context("connect a subscriber")?;
+        read_all_count(client, 1)
+            .await
+            .context("connect a subscriber")?;
     }
     let source = args.stream.clone().unwrap_or_else(|| "$all".to_owned());
     let total_wanted = args.events * args.clients;
-    eprintln!("catch-up: {} subscriptions to {source}, each until it has seen {} events", args.clients, args.events);
+    eprintln!(
+        "catch-up: {} subscriptions to {source}, each until it has seen {} events",
+        args.clients, args.events
+    );
     let seen = Arc::new(AtomicU64::new(0));
     let _progress = Progress::spawn("catch-up", "events", seen.clone(), total_wanted);
     let started = Instant::now();
@@ -831,7 +925,11 @@ async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<serde_js
     let data = payload(args.size);
     for _warmup in 0..args.warmup {
         client
-            .append_to_stream(stream.as_str(), &options, EventData::binary(BENCH_EVENT_TYPE, data.clone()))
+            .append_to_stream(
+                stream.as_str(),
+                &options,
+                EventData::binary(BENCH_EVENT_TYPE, data.clone()),
+            )
             .await
             .context("warm-up append")?;
     }
@@ -844,7 +942,10 @@ async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<serde_js
     for _request in 0..args.requests {
         let event = EventData::binary(BENCH_EVENT_TYPE, data.clone());
         let sent = Instant::now();
-        match client.append_to_stream(stream.as_str(), &options, event).await {
+        match client
+            .append_to_stream(stream.as_str(), &options, event)
+            .await
+        {
             Ok(_) => latencies_us.push(micros(sent.elapsed())),
             Err(error) => {
                 errors += 1;
@@ -897,7 +998,10 @@ async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<serde_js
 fn median(samples: &[u32]) -> u32 {
     let mut sorted = samples.to_vec();
     sorted.sort_unstable();
-    sorted.get(sorted.len().saturating_sub(1) / 2).copied().unwrap_or(0)
+    sorted
+        .get(sorted.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(0)
 }
 
 /// Appends 256 bytes to a fresh file and `sync_data`s it, `samples` times: the floor under any durable append.
@@ -916,7 +1020,8 @@ fn measure_fsync(dir: &Path, samples: u64) -> anyhow::Result<Vec<u32>> {
         let mut latencies_us = Vec::with_capacity(usize::try_from(samples).unwrap_or(0));
         for _sample in 0..samples {
             let started = Instant::now();
-            file.write_all(&record).context("write to the fsync probe file")?;
+            file.write_all(&record)
+                .context("write to the fsync probe file")?;
             file.sync_data().context("fsync the probe file")?;
             latencies_us.push(micros(started.elapsed()));
         }
@@ -944,12 +1049,24 @@ struct RestartTiming {
 
 async fn timed_restart(args: &RestartArgs) -> anyhow::Result<RestartTiming> {
     let started = Instant::now();
-    let server = start(restart_config(args)).await.context("restart the server")?;
+    let server = start(restart_config(args))
+        .await
+        .context("restart the server")?;
     let start_elapsed = started.elapsed();
-    let ready = wait_until_ready(&server.connection_string(), Duration::from_secs(args.ready_timeout_secs), true).await;
+    let ready = wait_until_ready(
+        &server.connection_string(),
+        Duration::from_secs(args.ready_timeout_secs),
+        true,
+    )
+    .await;
     let ready_elapsed = started.elapsed();
     match ready {
-        Ok(client) => Ok(RestartTiming { start: start_elapsed, ready: ready_elapsed, server, client }),
+        Ok(client) => Ok(RestartTiming {
+            start: start_elapsed,
+            ready: ready_elapsed,
+            server,
+            client,
+        }),
         Err(error) => {
             if let Err(shutdown_error) = server.shutdown().await {
                 eprintln!("restart: shutting down after a failed restart: {shutdown_error:#}");
@@ -964,19 +1081,35 @@ async fn restart(args: &RestartArgs) -> anyhow::Result<serde_json::Value> {
     std::fs::create_dir_all(&args.db).with_context(|| format!("create {}", args.db.display()))?;
 
     // Fill: count what the fill streams hold, append what is missing, close cleanly.
-    let server = start(restart_config(args)).await.context("start the server to fill it")?;
+    let server = start(restart_config(args))
+        .await
+        .context("start the server to fill it")?;
     let filled = fill_for_restart(&server, args).await;
-    let closed = server.shutdown().await.context("shut down the filled server");
+    let closed = server
+        .shutdown()
+        .await
+        .context("shut down the filled server");
     let (stored, fill) = filled?;
     closed?;
 
     eprintln!("restart: {stored} events stored, measuring a clean restart");
     let clean = timed_restart(args).await?;
-    let clean_report = json!({ "start_ms": round_ms(clean.start), "ready_ms": round_ms(clean.ready) });
+    let clean_report =
+        json!({ "start_ms": round_ms(clean.start), "ready_ms": round_ms(clean.ready) });
 
     if args.no_crash {
-        clean.server.shutdown().await.context("shut down after the clean restart")?;
-        return Ok(restart_report(args, stored, fill, clean_report, serde_json::Value::Null));
+        clean
+            .server
+            .shutdown()
+            .await
+            .context("shut down after the clean restart")?;
+        return Ok(restart_report(
+            args,
+            stored,
+            fill,
+            clean_report,
+            serde_json::Value::Null,
+        ));
     }
 
     // Crash: acknowledge a few batches after the clean start, stop without the clean close, reopen.
@@ -995,7 +1128,11 @@ async fn restart(args: &RestartArgs) -> anyhow::Result<serde_json::Value> {
     eprintln!("restart: crashed after {acknowledged} acknowledged events in {crash_stream}, measuring recovery");
     let recovered = timed_restart(args).await?;
     let survived = stream_length(&recovered.client, &crash_stream).await;
-    let closed = recovered.server.shutdown().await.context("shut down after the crash restart");
+    let closed = recovered
+        .server
+        .shutdown()
+        .await
+        .context("shut down after the crash restart");
     let survived = survived?;
     closed?;
     let crash_report = json!({
@@ -1005,7 +1142,13 @@ async fn restart(args: &RestartArgs) -> anyhow::Result<serde_json::Value> {
         "recovered_events": survived,
         "acknowledged_events_survived": survived >= acknowledged,
     });
-    Ok(restart_report(args, stored, fill, clean_report, crash_report))
+    Ok(restart_report(
+        args,
+        stored,
+        fill,
+        clean_report,
+        crash_report,
+    ))
 }
 
 fn restart_report(
@@ -1048,7 +1191,10 @@ async fn fill_for_restart(
     for length in lengths {
         present += length?;
     }
-    eprintln!("restart: {} holds {present} events in its fill streams", args.db.display());
+    eprintln!(
+        "restart: {} holds {present} events in its fill streams",
+        args.db.display()
+    );
     if present >= args.events {
         return Ok((present, None));
     }
@@ -1087,7 +1233,10 @@ async fn append_crash_batches(client: &Client, stream: &str) -> anyhow::Result<u
         let events: Vec<EventData> = (0..EVENTS_PER_BATCH)
             .map(|_| EventData::binary(BENCH_EVENT_TYPE, data.clone()))
             .collect();
-        client.append_to_stream(stream, &options, events).await.context("append before the crash")?;
+        client
+            .append_to_stream(stream, &options, events)
+            .await
+            .context("append before the crash")?;
     }
     Ok(BATCHES * EVENTS_PER_BATCH)
 }
@@ -1099,8 +1248,14 @@ mod tests {
     #[test]
     fn latency_summary_uses_nearest_rank() {
         let summary = latency_summary((1..=1000).collect());
-        assert_eq!(summary, json!({ "p50": 500, "p99": 990, "p999": 999, "max": 1000 }));
-        assert_eq!(latency_summary(Vec::new()), json!({ "p50": 0, "p99": 0, "p999": 0, "max": 0 }));
+        assert_eq!(
+            summary,
+            json!({ "p50": 500, "p99": 990, "p999": 999, "max": 1000 })
+        );
+        assert_eq!(
+            latency_summary(Vec::new()),
+            json!({ "p50": 0, "p99": 0, "p999": 0, "max": 0 })
+        );
     }
 
     #[test]
@@ -1121,17 +1276,32 @@ mod tests {
             bench: BenchArgs,
         }
         let cli = Cli::try_parse_from([
-            "bench", "write-flood", "--embedded", "--clients", "8", "--events-per-append", "100",
+            "bench",
+            "write-flood",
+            "--embedded",
+            "--clients",
+            "8",
+            "--events-per-append",
+            "100",
         ])
         .expect("write-flood arguments parse");
         match cli.bench.command {
             BenchCommand::WriteFlood(args) => {
                 assert!(args.target.embedded);
-                assert_eq!((args.clients, args.events_per_append, args.requests), (8, 100, 100_000));
+                assert_eq!(
+                    (args.clients, args.events_per_append, args.requests),
+                    (8, 100, 100_000)
+                );
             }
             other => panic!("parsed as {other:?}"),
         }
-        assert!(Cli::try_parse_from(["bench", "restart"]).is_err(), "restart needs --db");
-        assert!(Cli::try_parse_from(["bench", "latency", "--mem-db"]).is_err(), "--mem-db needs --embedded");
+        assert!(
+            Cli::try_parse_from(["bench", "restart"]).is_err(),
+            "restart needs --db"
+        );
+        assert!(
+            Cli::try_parse_from(["bench", "latency", "--mem-db"]).is_err(),
+            "--mem-db needs --embedded"
+        );
     }
 }

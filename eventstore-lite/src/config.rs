@@ -51,14 +51,21 @@ impl ServerConfig {
 
     /// A durable, insecure server storing under `dir`, on 127.0.0.1 and a random port.
     pub fn on_disk(dir: impl Into<PathBuf>) -> Self {
-        Self { storage: StorageLocation::Directory(dir.into()), ..Self::in_memory() }
+        Self {
+            storage: StorageLocation::Directory(dir.into()),
+            ..Self::in_memory()
+        }
     }
 }
 
 /// `eventstore-lite`'s command line. Option names follow EventStoreDB's; every option also reads the
 /// `EVENTSTORE_*` environment variable of the same name.
 #[derive(Debug, clap::Parser)]
-#[command(name = "eventstore-lite", version, about = "A single-node event store speaking EventStoreDB's gRPC protocol")]
+#[command(
+    name = "eventstore-lite",
+    version,
+    about = "A single-node event store speaking EventStoreDB's gRPC protocol"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -83,19 +90,38 @@ pub struct ServerArgs {
     /// Plain HTTP/2 without TLS, and no authentication.
     #[arg(long, env = "EVENTSTORE_INSECURE")]
     pub insecure: bool,
-    #[arg(long = "node-ip", env = "EVENTSTORE_NODE_IP", default_value = "127.0.0.1")]
+    #[arg(
+        long = "node-ip",
+        env = "EVENTSTORE_NODE_IP",
+        default_value = "127.0.0.1"
+    )]
     pub node_ip: IpAddr,
-    #[arg(long = "http-port", env = "EVENTSTORE_HTTP_PORT", default_value_t = 2113)]
+    #[arg(
+        long = "http-port",
+        env = "EVENTSTORE_HTTP_PORT",
+        default_value_t = 2113
+    )]
     pub http_port: u16,
     /// PEM certificate chain for TLS.
     #[arg(long = "certificate-file", env = "EVENTSTORE_CERTIFICATE_FILE")]
     pub certificate_file: Option<PathBuf>,
     /// PEM private key for TLS.
-    #[arg(long = "certificate-private-key-file", env = "EVENTSTORE_CERTIFICATE_PRIVATE_KEY_FILE")]
+    #[arg(
+        long = "certificate-private-key-file",
+        env = "EVENTSTORE_CERTIFICATE_PRIVATE_KEY_FILE"
+    )]
     pub certificate_private_key_file: Option<PathBuf>,
-    #[arg(long = "default-admin-password", env = "EVENTSTORE_DEFAULT_ADMIN_PASSWORD", default_value = "changeit")]
+    #[arg(
+        long = "default-admin-password",
+        env = "EVENTSTORE_DEFAULT_ADMIN_PASSWORD",
+        default_value = "changeit"
+    )]
     pub default_admin_password: String,
-    #[arg(long = "default-ops-password", env = "EVENTSTORE_DEFAULT_OPS_PASSWORD", default_value = "changeit")]
+    #[arg(
+        long = "default-ops-password",
+        env = "EVENTSTORE_DEFAULT_OPS_PASSWORD",
+        default_value = "changeit"
+    )]
     pub default_ops_password: String,
     /// Maintain `$ce-`, `$et-`, `$streams` and `$category-` streams.
     #[arg(
@@ -110,7 +136,11 @@ pub struct ServerArgs {
 impl ServerArgs {
     pub fn into_config(self) -> ServerConfig {
         ServerConfig {
-            storage: if self.mem_db { StorageLocation::InMemory } else { StorageLocation::Directory(self.db) },
+            storage: if self.mem_db {
+                StorageLocation::InMemory
+            } else {
+                StorageLocation::Directory(self.db)
+            },
             insecure: self.insecure,
             node_ip: self.node_ip,
             http_port: self.http_port,

@@ -100,21 +100,58 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let s = snapshot(&state);
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
     };
-    metric("eventstore_lite_events_written_total", "counter", "Events appended.", s.events_written as f64);
-    metric("eventstore_lite_writes_total", "counter", "Write requests (appends, deletes) committed.", s.writes as f64);
-    metric("eventstore_lite_write_batches_total", "counter", "Group commits.", s.batches as f64);
-    metric("eventstore_lite_fsyncs_total", "counter", "Log fsyncs.", s.fsyncs as f64);
+    metric(
+        "eventstore_lite_events_written_total",
+        "counter",
+        "Events appended.",
+        s.events_written as f64,
+    );
+    metric(
+        "eventstore_lite_writes_total",
+        "counter",
+        "Write requests (appends, deletes) committed.",
+        s.writes as f64,
+    );
+    metric(
+        "eventstore_lite_write_batches_total",
+        "counter",
+        "Group commits.",
+        s.batches as f64,
+    );
+    metric(
+        "eventstore_lite_fsyncs_total",
+        "counter",
+        "Log fsyncs.",
+        s.fsyncs as f64,
+    );
     metric(
         "eventstore_lite_fsync_seconds_total",
         "counter",
         "Time spent in log writes and fsyncs.",
         s.fsync_micros_total as f64 / 1e6,
     );
-    metric("eventstore_lite_log_position", "gauge", "The $all end: bytes in the log.", s.log_position as f64);
-    metric("eventstore_lite_live_subscriptions", "gauge", "Open catch-up subscriptions.", s.live_subscriptions as f64);
-    metric("eventstore_lite_uptime_seconds", "gauge", "Seconds since start.", s.uptime_seconds);
+    metric(
+        "eventstore_lite_log_position",
+        "gauge",
+        "The $all end: bytes in the log.",
+        s.log_position as f64,
+    );
+    metric(
+        "eventstore_lite_live_subscriptions",
+        "gauge",
+        "Open catch-up subscriptions.",
+        s.live_subscriptions as f64,
+    );
+    metric(
+        "eventstore_lite_uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        s.uptime_seconds,
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 use crate::auth::{Principal, Users};
 use crate::grpc::features::{FeaturesService, GossipService};
@@ -53,7 +54,10 @@ impl RunningServer {
     /// default admin credentials when secure (certificate verification off, as for a self-signed certificate).
     pub fn connection_string(&self) -> String {
         if self.secure {
-            format!("esdb://admin:changeit@{}?tls=true&tlsVerifyCert=false", self.addr)
+            format!(
+                "esdb://admin:changeit@{}?tls=true&tlsVerifyCert=false",
+                self.addr
+            )
         } else {
             format!("esdb://{}?tls=false", self.addr)
         }
@@ -78,7 +82,10 @@ impl RunningServer {
     async fn stop_serving(&self) {
         self.shutdown.cancel();
         self.connections.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.connections.wait()).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.connections.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
         }
         self.accept_loop.abort();
@@ -97,19 +104,32 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         StorageLocation::InMemory => None,
         StorageLocation::Directory(dir) => Some(dir.clone()),
     };
-    let options = StoreOptions { directory, standard_projections: config.start_standard_projections };
+    let options = StoreOptions {
+        directory,
+        standard_projections: config.start_standard_projections,
+    };
     let store = tokio::task::spawn_blocking(move || Store::open(options))
         .await
         .context("store opening task failed")?
         .context("cannot open the store")?;
-    let tls = if config.insecure { None } else { Some(tls_acceptor(&config)?) };
+    let tls = if config.insecure {
+        None
+    } else {
+        Some(tls_acceptor(&config)?)
+    };
     let listener = TcpListener::bind((config.node_ip, config.http_port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.node_ip, config.http_port))?;
-    let addr = listener.local_addr().context("listener has no local address")?;
+    let addr = listener
+        .local_addr()
+        .context("listener has no local address")?;
     let shutdown = CancellationToken::new();
-    let users = (!config.insecure)
-        .then(|| Users::new(config.default_admin_password.clone(), config.default_ops_password.clone()));
+    let users = (!config.insecure).then(|| {
+        Users::new(
+            config.default_admin_password.clone(),
+            config.default_ops_password.clone(),
+        )
+    });
 
     let streams = StreamsService::new(store.clone(), shutdown.clone());
     let live_subscriptions = streams.live_subscriptions.clone();
@@ -119,17 +139,52 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .max_encoding_message_size(usize::MAX),
     )
     .add_service(ServerFeaturesServer::new(FeaturesService))
-    .add_service(GossipServer::new(GossipService { advertised: addr, instance_id: uuid::Uuid::new_v4() }))
+    .add_service(GossipServer::new(GossipService {
+        advertised: addr,
+        instance_id: uuid::Uuid::new_v4(),
+    }))
     .into_axum_router();
-    let http_state = HttpState { store: store.clone(), started: Instant::now(), live_subscriptions, secure: tls.is_some() };
+    let http_state = HttpState {
+        store: store.clone(),
+        started: Instant::now(),
+        live_subscriptions,
+        secure: tls.is_some(),
+    };
+    // gRPC calls go to the gRPC services (unknown ones get UNIMPLEMENTED); anything else unknown is a plain 404.
+    let grpc_fallback = tower::service_fn(move |request: Request| {
+        let grpc = grpc.clone();
+        async move {
+            if is_grpc(&request) {
+                grpc.oneshot(request).await
+            } else {
+                Ok(axum::http::StatusCode::NOT_FOUND.into_response())
+            }
+        }
+    });
     let app = http::router(http_state)
-        .merge(grpc)
-        .layer(axum::middleware::from_fn_with_state(Arc::new(users), authenticate));
+        .fallback_service(grpc_fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(users),
+            authenticate,
+        ));
 
     let connections = TaskTracker::new();
-    let accept_loop = tokio::spawn(accept_loop(listener, tls, app, shutdown.clone(), connections.clone()));
+    let accept_loop = tokio::spawn(accept_loop(
+        listener,
+        tls,
+        app,
+        shutdown.clone(),
+        connections.clone(),
+    ));
     tracing::info!(%addr, secure = !config.insecure, ready_in = ?opened.elapsed(), "eventstore-lite is serving");
-    Ok(RunningServer { addr, secure: !config.insecure, shutdown, connections, accept_loop, store })
+    Ok(RunningServer {
+        addr,
+        secure: !config.insecure,
+        shutdown,
+        connections,
+        accept_loop,
+        store,
+    })
 }
 
 async fn accept_loop(
@@ -196,23 +251,28 @@ where
 }
 
 /// Puts the caller's [`Principal`] in the request's extensions, or refuses bad credentials.
-async fn authenticate(State(users): State<Arc<Option<Users>>>, mut request: Request, next: Next) -> Response {
+async fn authenticate(
+    State(users): State<Arc<Option<Users>>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let principal = match users.as_ref() {
         None => Principal::insecure(),
         Some(users) => {
-            let header = request.headers().get(http::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let header = request
+                .headers()
+                .get(http::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
             match users.authenticate(header) {
                 Ok(principal) => principal,
                 Err(_) => {
-                    let is_grpc = request
-                        .headers()
-                        .get(http::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| v.starts_with("application/grpc"));
-                    if is_grpc {
-                        return tonic::Status::unauthenticated("Bad credentials").into_http().map(axum::body::Body::new);
+                    if is_grpc(&request) {
+                        return tonic::Status::unauthenticated("Bad credentials")
+                            .into_http()
+                            .map(axum::body::Body::new);
                     }
-                    return (axum::http::StatusCode::UNAUTHORIZED, "bad credentials").into_response();
+                    return (axum::http::StatusCode::UNAUTHORIZED, "bad credentials")
+                        .into_response();
                 }
             }
         }
@@ -221,13 +281,26 @@ async fn authenticate(State(users): State<Arc<Option<Users>>>, mut request: Requ
     next.run(request).await
 }
 
+fn is_grpc(request: &Request) -> bool {
+    request
+        .headers()
+        .get(http::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
 fn tls_acceptor(config: &ServerConfig) -> anyhow::Result<TlsAcceptor> {
-    let (Some(cert_file), Some(key_file)) = (&config.certificate_file, &config.certificate_private_key_file) else {
+    let (Some(cert_file), Some(key_file)) = (
+        &config.certificate_file,
+        &config.certificate_private_key_file,
+    ) else {
         anyhow::bail!(
             "a secure server needs --certificate-file and --certificate-private-key-file (or run with --insecure)"
         );
     };
-    let certs = read_pem(cert_file, |reader| rustls_pemfile::certs(reader).collect::<Result<Vec<_>, _>>())?;
+    let certs = read_pem(cert_file, |reader| {
+        rustls_pemfile::certs(reader).collect::<Result<Vec<_>, _>>()
+    })?;
     let key = read_pem(key_file, |reader| rustls_pemfile::private_key(reader))?
         .with_context(|| format!("no private key in {}", key_file.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -245,7 +318,8 @@ fn read_pem<T>(
     path: &Path,
     parse: impl FnOnce(&mut dyn std::io::BufRead) -> std::io::Result<T>,
 ) -> anyhow::Result<T> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut reader = std::io::BufReader::new(file);
     parse(&mut reader).with_context(|| format!("cannot parse PEM in {}", path.display()))
 }

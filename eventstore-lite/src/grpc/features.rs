@@ -14,20 +14,35 @@ pub const SERVER_VERSION: &str = "24.10.0";
 
 /// (service, method, features) for every RPC implemented, lower-cased as EventStoreDB lists them.
 const METHODS: &[(&str, &str, &[&str])] = &[
-    ("event_store.client.streams.streams", "read", &["position", "events"]),
+    (
+        "event_store.client.streams.streams",
+        "read",
+        &["position", "events"],
+    ),
     ("event_store.client.streams.streams", "append", &[]),
     ("event_store.client.streams.streams", "delete", &[]),
     ("event_store.client.streams.streams", "tombstone", &[]),
-    ("event_store.client.streams.streams", "batchappend", &["deadline_duration"]),
+    (
+        "event_store.client.streams.streams",
+        "batchappend",
+        &["deadline_duration"],
+    ),
     ("event_store.client.gossip.gossip", "read", &[]),
-    ("event_store.client.server_features.serverfeatures", "getsupportedmethods", &[]),
+    (
+        "event_store.client.server_features.serverfeatures",
+        "getsupportedmethods",
+        &[],
+    ),
 ];
 
 pub struct FeaturesService;
 
 #[tonic::async_trait]
 impl server_features_server::ServerFeatures for FeaturesService {
-    async fn get_supported_methods(&self, _: Request<Empty>) -> Result<Response<SupportedMethods>, Status> {
+    async fn get_supported_methods(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<SupportedMethods>, Status> {
         let methods = METHODS
             .iter()
             .map(|(service, method, features)| SupportedMethod {
@@ -36,7 +51,10 @@ impl server_features_server::ServerFeatures for FeaturesService {
                 features: features.iter().map(|f| (*f).to_owned()).collect(),
             })
             .collect();
-        Ok(Response::new(SupportedMethods { methods, event_store_server_version: SERVER_VERSION.to_owned() }))
+        Ok(Response::new(SupportedMethods {
+            methods,
+            event_store_server_version: SERVER_VERSION.to_owned(),
+        }))
     }
 }
 
@@ -48,7 +66,9 @@ pub struct GossipService {
 #[tonic::async_trait]
 impl gossip_server::Gossip for GossipService {
     async fn read(&self, _: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let member = MemberInfo {
             instance_id: Some(uuid_to_proto(self.instance_id, UuidFormat::String)),
             time_stamp: (now.as_nanos() / 100) as i64,
@@ -59,6 +79,8 @@ impl gossip_server::Gossip for GossipService {
                 port: u32::from(self.advertised.port()),
             }),
         };
-        Ok(Response::new(ClusterInfo { members: vec![member] }))
+        Ok(Response::new(ClusterInfo {
+            members: vec![member],
+        }))
     }
 }

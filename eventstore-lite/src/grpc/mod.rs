@@ -11,7 +11,13 @@ use uuid::Uuid;
 use crate::auth::Principal;
 
 /// Code generated from `proto/` by `build.rs`.
-#[allow(clippy::all, clippy::unwrap_used, dead_code, missing_docs, unreachable_pub)]
+#[allow(
+    clippy::all,
+    clippy::unwrap_used,
+    dead_code,
+    missing_docs,
+    unreachable_pub
+)]
 pub mod proto {
     pub mod event_store {
         pub mod client {
@@ -67,16 +73,19 @@ pub fn uuid_from_proto(id: Option<ProtoUuid>) -> Result<Uuid, Status> {
         Some(proto_uuid::Value::String(s)) => {
             Uuid::parse_str(&s).map_err(|_| invalid_argument(format!("'{s}' is not a valid UUID")))
         }
-        Some(proto_uuid::Value::Structured(s)) => {
-            Ok(Uuid::from_u128(((s.most_significant_bits as u64 as u128) << 64) | s.least_significant_bits as u64 as u128))
-        }
+        Some(proto_uuid::Value::Structured(s)) => Ok(Uuid::from_u128(
+            ((s.most_significant_bits as u64 as u128) << 64)
+                | s.least_significant_bits as u64 as u128,
+        )),
         None => Err(invalid_argument("an event id is required")),
     }
 }
 
 /// Validates a stream name as EventStoreDB would: present, UTF-8, non-empty, not absurdly long.
 pub fn stream_name(id: Option<StreamIdentifier>) -> Result<String, Status> {
-    let Some(id) = id else { return Err(required("stream_identifier")) };
+    let Some(id) = id else {
+        return Err(required("stream_identifier"));
+    };
     let name = String::from_utf8(id.stream_name.to_vec())
         .map_err(|_| invalid_argument("stream name is not valid UTF-8"))?;
     if name.is_empty() {
@@ -92,10 +101,17 @@ pub fn stream_name(id: Option<StreamIdentifier>) -> Result<String, Status> {
 }
 
 pub fn stream_identifier(name: &str) -> StreamIdentifier {
-    StreamIdentifier { stream_name: bytes::Bytes::copy_from_slice(name.as_bytes()) }
+    StreamIdentifier {
+        stream_name: bytes::Bytes::copy_from_slice(name.as_bytes()),
+    }
 }
 
-fn with_exception(code: Code, message: impl Into<String>, exception: &str, extra: &[(&'static str, String)]) -> Status {
+fn with_exception(
+    code: Code,
+    message: impl Into<String>,
+    exception: &str,
+    extra: &[(&'static str, String)],
+) -> Status {
     let mut metadata = MetadataMap::new();
     if let Ok(value) = MetadataValue::try_from(exception) {
         metadata.insert("exception", value);
@@ -131,7 +147,12 @@ pub fn stream_deleted(stream: &str) -> Status {
 }
 
 pub fn access_denied() -> Status {
-    with_exception(Code::PermissionDenied, "Access Denied", "access-denied", &[])
+    with_exception(
+        Code::PermissionDenied,
+        "Access Denied",
+        "access-denied",
+        &[],
+    )
 }
 
 pub fn maximum_append_size_exceeded(limit: usize) -> Status {
@@ -143,7 +164,12 @@ pub fn maximum_append_size_exceeded(limit: usize) -> Status {
     )
 }
 
-pub fn wrong_expected_version(operation: &str, stream: &str, expected: &str, actual: &str) -> Status {
+pub fn wrong_expected_version(
+    operation: &str,
+    stream: &str,
+    expected: &str,
+    actual: &str,
+) -> Status {
     with_exception(
         Code::FailedPrecondition,
         format!(
@@ -168,5 +194,9 @@ pub fn internal(message: impl Into<String>) -> Status {
 
 /// The authenticated caller of a request (anonymous unless credentials were sent).
 pub fn principal<T>(request: &tonic::Request<T>) -> Principal {
-    request.extensions().get::<Principal>().cloned().unwrap_or_default()
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or_default()
 }

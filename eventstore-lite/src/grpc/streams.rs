@@ -14,20 +14,21 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::proto::streams::read_req::options as read_options;
 use super::proto::streams::{
-    append_req, append_resp, batch_append_req, batch_append_resp, delete_req, delete_resp, read_resp,
-    streams_server, tombstone_resp, AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, DeleteReq, DeleteResp,
-    Position, ProposedMessage, ReadReq, ReadResp, TombstoneReq, TombstoneResp,
+    append_req, append_resp, batch_append_req, batch_append_resp, delete_req, delete_resp,
+    read_resp, streams_server, tombstone_resp, AppendReq, AppendResp, BatchAppendReq,
+    BatchAppendResp, DeleteReq, DeleteResp, Position, ProposedMessage, ReadReq, ReadResp,
+    TombstoneReq, TombstoneResp,
 };
 use super::proto::{self, AllStreamPosition};
 use super::{
-    access_denied, internal, invalid_argument, maximum_append_size_exceeded, principal, required, server_unavailable,
-    stream_deleted, stream_identifier, stream_name, uuid_from_proto, uuid_to_proto, wrong_expected_version,
-    UuidFormat,
+    access_denied, internal, invalid_argument, maximum_append_size_exceeded, principal, required,
+    server_unavailable, stream_deleted, stream_identifier, stream_name, uuid_from_proto,
+    uuid_to_proto, wrong_expected_version, UuidFormat,
 };
 use crate::auth::{Operation, Principal};
 use crate::storage::{
-    AllFrom, EventFilter, ExpectedRevision, FilterTarget, ProposedEvent, ReadError, ResolvedItem, Store,
-    StoredEvent, StreamFrom, StreamRead, WriteError, WriteResult, MAX_APPEND_SIZE,
+    AllFrom, EventFilter, ExpectedRevision, FilterTarget, ProposedEvent, ReadError, ResolvedItem,
+    Store, StoredEvent, StreamFrom, StreamRead, WriteError, WriteResult, MAX_APPEND_SIZE,
 };
 
 /// Events fetched from storage per step of a read or a catch-up.
@@ -44,14 +45,21 @@ pub struct StreamsService {
 
 impl StreamsService {
     pub fn new(store: Store, shutdown: CancellationToken) -> Self {
-        Self { store, shutdown, subscription_ids: AtomicU64::new(1), live_subscriptions: Arc::default() }
+        Self {
+            store,
+            shutdown,
+            subscription_ids: AtomicU64::new(1),
+            live_subscriptions: Arc::default(),
+        }
     }
 }
 
 type ReadStream = Pin<Box<dyn Stream<Item = Result<ReadResp, Status>> + Send>>;
 type BatchStream = Pin<Box<dyn Stream<Item = Result<BatchAppendResp, Status>> + Send>>;
 
-fn expected_from(option: Option<append_req::options::ExpectedStreamRevision>) -> Result<ExpectedRevision, Status> {
+fn expected_from(
+    option: Option<append_req::options::ExpectedStreamRevision>,
+) -> Result<ExpectedRevision, Status> {
     use append_req::options::ExpectedStreamRevision as E;
     match option {
         Some(E::Revision(r)) => Ok(ExpectedRevision::Exact(r)),
@@ -62,7 +70,9 @@ fn expected_from(option: Option<append_req::options::ExpectedStreamRevision>) ->
     }
 }
 
-fn delete_expected(option: Option<delete_req::options::ExpectedStreamRevision>) -> Result<ExpectedRevision, Status> {
+fn delete_expected(
+    option: Option<delete_req::options::ExpectedStreamRevision>,
+) -> Result<ExpectedRevision, Status> {
     use delete_req::options::ExpectedStreamRevision as E;
     match option {
         Some(E::Revision(r)) => Ok(ExpectedRevision::Exact(r)),
@@ -80,7 +90,9 @@ fn proposed_event(message: ProposedMessage) -> Result<ProposedEvent, Status> {
     if event_type.is_empty() {
         return Err(required("type"));
     }
-    let content_type = metadata.remove("content-type").ok_or_else(|| required("content-type"))?;
+    let content_type = metadata
+        .remove("content-type")
+        .ok_or_else(|| required("content-type"))?;
     Ok(ProposedEvent {
         id,
         event_type,
@@ -136,11 +148,16 @@ fn append_success(result: WriteResult) -> AppendResp {
             None => CurrentRevisionOption::NoStream(proto::Empty {}),
         }),
         position_option: Some(match result.position {
-            Some(p) => PositionOption::Position(Position { commit_position: p, prepare_position: p }),
+            Some(p) => PositionOption::Position(Position {
+                commit_position: p,
+                prepare_position: p,
+            }),
             None => PositionOption::NoPosition(proto::Empty {}),
         }),
     };
-    AppendResp { result: Some(append_resp::Result::Success(success)) }
+    AppendResp {
+        result: Some(append_resp::Result::Success(success)),
+    }
 }
 
 fn append_wrong_version(current: Option<u64>, expected: ExpectedRevision) -> AppendResp {
@@ -154,7 +171,9 @@ fn append_wrong_version(current: Option<u64>, expected: ExpectedRevision) -> App
         expected_revision_option_20_6_0: match expected {
             ExpectedRevision::Exact(r) => Some(ExpectedRevisionOption2060::ExpectedRevision2060(r)),
             ExpectedRevision::Any => Some(ExpectedRevisionOption2060::Any2060(empty)),
-            ExpectedRevision::StreamExists => Some(ExpectedRevisionOption2060::StreamExists2060(empty)),
+            ExpectedRevision::StreamExists => {
+                Some(ExpectedRevisionOption2060::StreamExists2060(empty))
+            }
             ExpectedRevision::NoStream => None,
         },
         current_revision_option: Some(match current {
@@ -168,16 +187,26 @@ fn append_wrong_version(current: Option<u64>, expected: ExpectedRevision) -> App
             ExpectedRevision::NoStream => ExpectedRevisionOption::ExpectedNoStream(empty),
         }),
     };
-    AppendResp { result: Some(append_resp::Result::WrongExpectedVersion(wrong)) }
+    AppendResp {
+        result: Some(append_resp::Result::WrongExpectedVersion(wrong)),
+    }
 }
 
 /// Converts a stored record to the wire form.
-pub fn recorded_event(event: &StoredEvent, format: UuidFormat) -> read_resp::read_event::RecordedEvent {
+pub fn recorded_event(
+    event: &StoredEvent,
+    format: UuidFormat,
+) -> read_resp::read_event::RecordedEvent {
     let mut metadata = HashMap::with_capacity(3);
     metadata.insert("type".to_owned(), event.event_type.clone());
     metadata.insert(
         "content-type".to_owned(),
-        if event.is_json { "application/json" } else { "application/octet-stream" }.to_owned(),
+        if event.is_json {
+            "application/json"
+        } else {
+            "application/octet-stream"
+        }
+        .to_owned(),
     );
     metadata.insert("created".to_owned(), event.created.to_string());
     read_resp::read_event::RecordedEvent {
@@ -193,21 +222,36 @@ pub fn recorded_event(event: &StoredEvent, format: UuidFormat) -> read_resp::rea
 }
 
 /// The wire form of a read item: with resolution, `event` is the target and `link` the link.
-pub fn read_event(item: &ResolvedItem, resolve_links: bool, format: UuidFormat) -> read_resp::ReadEvent {
+pub fn read_event(
+    item: &ResolvedItem,
+    resolve_links: bool,
+    format: UuidFormat,
+) -> read_resp::ReadEvent {
     let (event, link) = if resolve_links && item.is_link {
-        (item.target.as_ref().map(|t| recorded_event(t, format)), Some(recorded_event(&item.record, format)))
+        (
+            item.target.as_ref().map(|t| recorded_event(t, format)),
+            Some(recorded_event(&item.record, format)),
+        )
     } else {
         (Some(recorded_event(&item.record, format)), None)
     };
     read_resp::ReadEvent {
         event,
         link,
-        position: Some(read_resp::read_event::Position::CommitPosition(item.record.position)),
+        position: Some(read_resp::read_event::Position::CommitPosition(
+            item.record.position,
+        )),
     }
 }
 
 fn event_resp(item: &ResolvedItem, plan: &ReadPlan) -> ReadResp {
-    ReadResp { content: Some(read_resp::Content::Event(read_event(item, plan.resolve_links, plan.uuid_format))) }
+    ReadResp {
+        content: Some(read_resp::Content::Event(read_event(
+            item,
+            plan.resolve_links,
+            plan.uuid_format,
+        ))),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -233,11 +277,19 @@ struct ReadPlan {
 
 impl ReadPlan {
     fn parse(options: super::proto::streams::read_req::Options) -> Result<Self, Status> {
-        use read_options::{all_options::AllOption, stream_options::RevisionOption, CountOption, FilterOption};
-        let source = match options.stream_option.ok_or_else(|| required("stream_option"))? {
+        use read_options::{
+            all_options::AllOption, stream_options::RevisionOption, CountOption, FilterOption,
+        };
+        let source = match options
+            .stream_option
+            .ok_or_else(|| required("stream_option"))?
+        {
             read_options::StreamOption::Stream(s) => {
                 let name = stream_name(s.stream_identifier)?;
-                let from = match s.revision_option.ok_or_else(|| required("revision_option"))? {
+                let from = match s
+                    .revision_option
+                    .ok_or_else(|| required("revision_option"))?
+                {
                     RevisionOption::Revision(r) => StreamFrom::Revision(r),
                     RevisionOption::Start(_) => StreamFrom::Start,
                     RevisionOption::End(_) => StreamFrom::End,
@@ -256,9 +308,17 @@ impl ReadPlan {
         let backwards = match read_options::ReadDirection::try_from(options.read_direction) {
             Ok(read_options::ReadDirection::Forwards) => false,
             Ok(read_options::ReadDirection::Backwards) => true,
-            Err(_) => return Err(invalid_argument(format!("unknown read direction {}", options.read_direction))),
+            Err(_) => {
+                return Err(invalid_argument(format!(
+                    "unknown read direction {}",
+                    options.read_direction
+                )))
+            }
         };
-        let count = match options.count_option.ok_or_else(|| required("count_option"))? {
+        let count = match options
+            .count_option
+            .ok_or_else(|| required("count_option"))?
+        {
             CountOption::Count(n) => Some(n),
             CountOption::Subscription(_) => None,
         };
@@ -268,19 +328,32 @@ impl ReadPlan {
                     return Err(invalid_argument("filters apply to $all only"));
                 }
                 let (target, expression) = match f.filter.ok_or_else(|| required("filter"))? {
-                    read_options::filter_options::Filter::StreamIdentifier(e) => (FilterTarget::StreamName, e),
-                    read_options::filter_options::Filter::EventType(e) => (FilterTarget::EventType, e),
+                    read_options::filter_options::Filter::StreamIdentifier(e) => {
+                        (FilterTarget::StreamName, e)
+                    }
+                    read_options::filter_options::Filter::EventType(e) => {
+                        (FilterTarget::EventType, e)
+                    }
                 };
                 let filter = EventFilter::new(target, &expression.regex, expression.prefix)
-                    .map_err(|e| invalid_argument(format!("invalid filter regex '{}': {e}", expression.regex)))?;
+                    .map_err(|e| {
+                        invalid_argument(format!(
+                            "invalid filter regex '{}': {e}",
+                            expression.regex
+                        ))
+                    })?;
                 let window = match f.window {
                     Some(read_options::filter_options::Window::Max(max)) => max as usize,
                     _ => DEFAULT_CHECKPOINT_WINDOW,
                 };
                 if count.is_none() && f.checkpoint_interval_multiplier == 0 {
-                    return Err(invalid_argument("checkpointIntervalMultiplier must be greater than 0"));
+                    return Err(invalid_argument(
+                        "checkpointIntervalMultiplier must be greater than 0",
+                    ));
                 }
-                let every = window.max(1).saturating_mul(f.checkpoint_interval_multiplier.max(1) as usize);
+                let every = window
+                    .max(1)
+                    .saturating_mul(f.checkpoint_interval_multiplier.max(1) as usize);
                 (Some(filter), Some(every))
             }
             Some(FilterOption::NoFilter(_)) | None => (None, None),
@@ -303,10 +376,17 @@ impl ReadPlan {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| internal(format!("read task failed: {e}")))
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(format!("read task failed: {e}")))
 }
 
-fn authorize(principal: &Principal, store: &Store, operation: Operation, stream: &str) -> Result<(), Status> {
+fn authorize(
+    principal: &Principal,
+    store: &Store,
+    operation: Operation,
+    stream: &str,
+) -> Result<(), Status> {
     if !principal.auth_enabled() {
         return Ok(());
     }
@@ -317,7 +397,11 @@ fn authorize(principal: &Principal, store: &Store, operation: Operation, stream:
         (true, Operation::Write) => Operation::MetaWrite,
         (_, op) => op,
     };
-    if principal.allowed(operation, target, metadata.as_ref().and_then(|m| m.acl.as_ref())) {
+    if principal.allowed(
+        operation,
+        target,
+        metadata.as_ref().and_then(|m| m.acl.as_ref()),
+    ) {
         Ok(())
     } else {
         Err(access_denied())
@@ -331,10 +415,15 @@ impl streams_server::Streams for StreamsService {
 
     async fn read(&self, request: Request<ReadReq>) -> Result<Response<ReadStream>, Status> {
         let principal = principal(&request);
-        let options = request.into_inner().options.ok_or_else(|| required("options"))?;
+        let options = request
+            .into_inner()
+            .options
+            .ok_or_else(|| required("options"))?;
         let plan = ReadPlan::parse(options)?;
         match &plan.source {
-            Source::Stream { name, .. } => authorize(&principal, &self.store, Operation::Read, name)?,
+            Source::Stream { name, .. } => {
+                authorize(&principal, &self.store, Operation::Read, name)?
+            }
             Source::All { .. } => {
                 if !principal.can_read_all() {
                     return Err(access_denied());
@@ -343,26 +432,43 @@ impl streams_server::Streams for StreamsService {
         }
         let store = self.store.clone();
         match (plan.source.clone(), plan.count) {
-            (Source::Stream { name, from }, Some(count)) => read_stream(store, plan, name, from, count).await,
+            (Source::Stream { name, from }, Some(count)) => {
+                read_stream(store, plan, name, from, count).await
+            }
             (Source::All { from }, Some(count)) => Ok(read_all(store, plan, from, count)),
             (source, None) => {
                 if let Source::Stream { name, .. } = &source {
                     // A tombstoned stream fails before the subscription starts.
                     let probe_store = store.clone();
                     let probe_name = name.clone();
-                    blocking(move || probe_store.last_revision(&probe_name)).await?.map_err(read_error)?;
+                    blocking(move || probe_store.last_revision(&probe_name))
+                        .await?
+                        .map_err(read_error)?;
                 }
                 let id = self.subscription_ids.fetch_add(1, Ordering::Relaxed);
                 let live = self.live_subscriptions.clone();
-                Ok(subscribe(store, plan, source, format!("{id:016x}"), self.shutdown.clone(), live))
+                Ok(subscribe(
+                    store,
+                    plan,
+                    source,
+                    format!("{id:016x}"),
+                    self.shutdown.clone(),
+                    live,
+                ))
             }
         }
     }
 
-    async fn append(&self, request: Request<Streaming<AppendReq>>) -> Result<Response<AppendResp>, Status> {
+    async fn append(
+        &self,
+        request: Request<Streaming<AppendReq>>,
+    ) -> Result<Response<AppendResp>, Status> {
         let principal = principal(&request);
         let mut incoming = request.into_inner();
-        let first = incoming.message().await?.ok_or_else(|| required("options"))?;
+        let first = incoming
+            .message()
+            .await?
+            .ok_or_else(|| required("options"))?;
         let Some(append_req::Content::Options(options)) = first.content else {
             return Err(required("options"));
         };
@@ -398,29 +504,44 @@ impl streams_server::Streams for StreamsService {
 
     async fn delete(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
         let principal = principal(&request);
-        let options = request.into_inner().options.ok_or_else(|| required("options"))?;
+        let options = request
+            .into_inner()
+            .options
+            .ok_or_else(|| required("options"))?;
         let stream = stream_name(options.stream_identifier)?;
         let expected = delete_expected(options.expected_stream_revision)?;
         authorize(&principal, &self.store, Operation::Delete, &stream)?;
         let result = self.store.delete(stream.clone(), expected, false).await;
         let result = result.map_err(|e| write_error("Delete", &stream, e))?;
         let position_option = Some(match result.position {
-            Some(p) => delete_resp::PositionOption::Position(Position { commit_position: p, prepare_position: p }),
+            Some(p) => delete_resp::PositionOption::Position(Position {
+                commit_position: p,
+                prepare_position: p,
+            }),
             None => delete_resp::PositionOption::NoPosition(proto::Empty {}),
         });
         Ok(Response::new(DeleteResp { position_option }))
     }
 
-    async fn tombstone(&self, request: Request<TombstoneReq>) -> Result<Response<TombstoneResp>, Status> {
+    async fn tombstone(
+        &self,
+        request: Request<TombstoneReq>,
+    ) -> Result<Response<TombstoneResp>, Status> {
         let principal = principal(&request);
-        let options = request.into_inner().options.ok_or_else(|| required("options"))?;
+        let options = request
+            .into_inner()
+            .options
+            .ok_or_else(|| required("options"))?;
         let stream = stream_name(options.stream_identifier)?;
         let expected = delete_expected(options.expected_stream_revision)?;
         authorize(&principal, &self.store, Operation::Delete, &stream)?;
         let result = self.store.delete(stream.clone(), expected, true).await;
         let result = result.map_err(|e| write_error("Delete", &stream, e))?;
         let position_option = Some(match result.position {
-            Some(p) => tombstone_resp::PositionOption::Position(Position { commit_position: p, prepare_position: p }),
+            Some(p) => tombstone_resp::PositionOption::Position(Position {
+                commit_position: p,
+                prepare_position: p,
+            }),
             None => tombstone_resp::PositionOption::NoPosition(proto::Empty {}),
         });
         Ok(Response::new(TombstoneResp { position_option }))
@@ -445,7 +566,11 @@ impl streams_server::Streams for StreamsService {
                         break;
                     }
                 };
-                let key = message.correlation_id.clone().map(|c| c.encode_to_vec()).unwrap_or_default();
+                let key = message
+                    .correlation_id
+                    .clone()
+                    .map(|c| c.encode_to_vec())
+                    .unwrap_or_default();
                 let batch = pending.entry(key.clone()).or_insert_with(|| PendingBatch {
                     correlation_id: message.correlation_id.clone(),
                     options: None,
@@ -496,8 +621,15 @@ struct PendingBatch {
     failed: Option<Status>,
 }
 
-fn rpc_status(status: &Status, detail: Option<prost_types::Any>) -> super::proto::google::rpc::Status {
-    super::proto::google::rpc::Status { code: status.code() as i32, message: status.message().to_owned(), details: detail }
+fn rpc_status(
+    status: &Status,
+    detail: Option<prost_types::Any>,
+) -> super::proto::google::rpc::Status {
+    super::proto::google::rpc::Status {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        details: detail,
+    }
 }
 
 impl PendingBatch {
@@ -511,7 +643,9 @@ impl PendingBatch {
             expected_stream_position: None,
         };
         let fail = |status: Status, detail: Option<prost_types::Any>| {
-            Some(batch_append_resp::Result::Error(rpc_status(&status, detail)))
+            Some(batch_append_resp::Result::Error(rpc_status(
+                &status, detail,
+            )))
         };
         let Some(options) = self.options else {
             response.result = fail(required("options"), None);
@@ -546,37 +680,54 @@ impl PendingBatch {
             return response;
         }
         if let Err(status) = authorize(principal, store, Operation::Write, &stream) {
-            response.result = fail(status, Some(any("event_store.client.AccessDenied", &proto::AccessDenied {})));
+            response.result = fail(
+                status,
+                Some(any(
+                    "event_store.client.AccessDenied",
+                    &proto::AccessDenied {},
+                )),
+            );
             return response;
         }
         response.result = match store.append(stream.clone(), expected, self.events).await {
             Ok(result) => {
                 use batch_append_resp::success::{CurrentRevisionOption, PositionOption};
-                Some(batch_append_resp::Result::Success(batch_append_resp::Success {
-                    current_revision_option: Some(match result.current_revision {
-                        Some(r) => CurrentRevisionOption::CurrentRevision(r),
-                        None => CurrentRevisionOption::NoStream(()),
-                    }),
-                    position_option: Some(match result.position {
-                        Some(p) => {
-                            PositionOption::Position(AllStreamPosition { commit_position: p, prepare_position: p })
-                        }
-                        None => PositionOption::NoPosition(()),
-                    }),
-                }))
+                Some(batch_append_resp::Result::Success(
+                    batch_append_resp::Success {
+                        current_revision_option: Some(match result.current_revision {
+                            Some(r) => CurrentRevisionOption::CurrentRevision(r),
+                            None => CurrentRevisionOption::NoStream(()),
+                        }),
+                        position_option: Some(match result.position {
+                            Some(p) => PositionOption::Position(AllStreamPosition {
+                                commit_position: p,
+                                prepare_position: p,
+                            }),
+                            None => PositionOption::NoPosition(()),
+                        }),
+                    },
+                ))
             }
             Err(WriteError::WrongExpectedVersion { current, expected }) => {
-                use proto::wrong_expected_version::{CurrentStreamRevisionOption, ExpectedStreamPositionOption};
+                use proto::wrong_expected_version::{
+                    CurrentStreamRevisionOption, ExpectedStreamPositionOption,
+                };
                 let detail = proto::WrongExpectedVersion {
                     current_stream_revision_option: Some(match current {
                         Some(r) => CurrentStreamRevisionOption::CurrentStreamRevision(r),
                         None => CurrentStreamRevisionOption::CurrentNoStream(()),
                     }),
                     expected_stream_position_option: Some(match expected {
-                        ExpectedRevision::Exact(r) => ExpectedStreamPositionOption::ExpectedStreamPosition(r),
+                        ExpectedRevision::Exact(r) => {
+                            ExpectedStreamPositionOption::ExpectedStreamPosition(r)
+                        }
                         ExpectedRevision::Any => ExpectedStreamPositionOption::ExpectedAny(()),
-                        ExpectedRevision::StreamExists => ExpectedStreamPositionOption::ExpectedStreamExists(()),
-                        ExpectedRevision::NoStream => ExpectedStreamPositionOption::ExpectedNoStream(()),
+                        ExpectedRevision::StreamExists => {
+                            ExpectedStreamPositionOption::ExpectedStreamExists(())
+                        }
+                        ExpectedRevision::NoStream => {
+                            ExpectedStreamPositionOption::ExpectedNoStream(())
+                        }
                     }),
                 };
                 fail(
@@ -588,7 +739,9 @@ impl PendingBatch {
                 Status::not_found(format!("Event stream '{name}' is deleted.")),
                 Some(any(
                     "event_store.client.StreamDeleted",
-                    &proto::StreamDeleted { stream_identifier: Some(stream_identifier(&name)) },
+                    &proto::StreamDeleted {
+                        stream_identifier: Some(stream_identifier(&name)),
+                    },
                 )),
             ),
             Err(error) => fail(write_error("Append", &stream, error), None),
@@ -598,7 +751,10 @@ impl PendingBatch {
 }
 
 fn any(type_name: &str, message: &impl Message) -> prost_types::Any {
-    prost_types::Any { type_url: format!("type.googleapis.com/{type_name}"), value: message.encode_to_vec() }
+    prost_types::Any {
+        type_url: format!("type.googleapis.com/{type_name}"),
+        value: message.encode_to_vec(),
+    }
 }
 
 /// A plain stream read: the first page is read before answering, so a tombstoned stream fails the call itself.
@@ -613,19 +769,26 @@ async fn read_stream(
     let (read_store, read_name) = (store.clone(), name.clone());
     let backwards = plan.backwards;
     let resolve = plan.resolve_links;
-    let first = blocking(move || read_store.read_stream(&read_name, from, backwards, first_page, resolve))
-        .await?
-        .map_err(read_error)?;
+    let first =
+        blocking(move || read_store.read_stream(&read_name, from, backwards, first_page, resolve))
+            .await?
+            .map_err(read_error)?;
     let (items, last_revision, first_revision) = match first {
         StreamRead::NotFound => {
             let not_found = ReadResp {
-                content: Some(read_resp::Content::StreamNotFound(read_resp::StreamNotFound {
-                    stream_identifier: Some(stream_identifier(&name)),
-                })),
+                content: Some(read_resp::Content::StreamNotFound(
+                    read_resp::StreamNotFound {
+                        stream_identifier: Some(stream_identifier(&name)),
+                    },
+                )),
             };
             return Ok(Response::new(Box::pin(tokio_stream::once(Ok(not_found)))));
         }
-        StreamRead::Found { items, last_revision, first_revision } => (items, last_revision, first_revision),
+        StreamRead::Found {
+            items,
+            last_revision,
+            first_revision,
+        } => (items, last_revision, first_revision),
     };
     let stream = async_stream::try_stream! {
         let mut remaining = count;

@@ -25,8 +25,16 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    pub fn new(target: FilterTarget, regex: &str, prefixes: Vec<String>) -> Result<Self, fancy_regex::Error> {
-        let matcher = if regex.is_empty() { Matcher::Prefixes(prefixes) } else { Matcher::Regex(Regex::new(regex)?) };
+    pub fn new(
+        target: FilterTarget,
+        regex: &str,
+        prefixes: Vec<String>,
+    ) -> Result<Self, fancy_regex::Error> {
+        let matcher = if regex.is_empty() {
+            Matcher::Prefixes(prefixes)
+        } else {
+            Matcher::Regex(Regex::new(regex)?)
+        };
         Ok(Self { target, matcher })
     }
 
@@ -38,7 +46,9 @@ impl EventFilter {
         match &self.matcher {
             // A regex that cannot decide (backtrack limit) does not match.
             Matcher::Regex(re) => re.is_match(subject).unwrap_or(false),
-            Matcher::Prefixes(prefixes) => prefixes.is_empty() || prefixes.iter().any(|p| subject.starts_with(p.as_str())),
+            Matcher::Prefixes(prefixes) => {
+                prefixes.is_empty() || prefixes.iter().any(|p| subject.starts_with(p.as_str()))
+            }
         }
     }
 }

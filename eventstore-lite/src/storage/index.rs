@@ -88,7 +88,10 @@ impl Index {
     pub fn progress(&self) -> IndexResult<(u64, u64)> {
         let txn = self.db.begin_read()?;
         let state = txn.open_table(STATE)?;
-        let indexed_to = state.get(INDEXED_TO)?.map(|v| v.value()).unwrap_or(FIRST_POSITION);
+        let indexed_to = state
+            .get(INDEXED_TO)?
+            .map(|v| v.value())
+            .unwrap_or(FIRST_POSITION);
         let next_id = state.get(NEXT_STREAM_ID)?.map(|v| v.value()).unwrap_or(1);
         Ok((indexed_to, next_id))
     }
@@ -107,12 +110,19 @@ impl Index {
     }
 
     pub fn begin_write(&self) -> IndexResult<IndexWrite> {
-        Ok(IndexWrite { txn: self.db.begin_write()?, pending: Vec::new(), new_streams: Vec::new() })
+        Ok(IndexWrite {
+            txn: self.db.begin_write()?,
+            pending: Vec::new(),
+            new_streams: Vec::new(),
+        })
     }
 
     pub fn reader(&self) -> IndexResult<IndexReader> {
         let txn = self.db.begin_read()?;
-        Ok(IndexReader { streams: txn.open_table(STREAMS)?, entries: txn.open_table(ENTRIES)? })
+        Ok(IndexReader {
+            streams: txn.open_table(STREAMS)?,
+            entries: txn.open_table(ENTRIES)?,
+        })
     }
 }
 
@@ -133,13 +143,18 @@ impl IndexWrite {
     /// The highest revision recorded for the stream, and its entry.
     pub fn last_entry(&self, stream_id: u64) -> IndexResult<Option<(u64, Entry)>> {
         let entries = self.txn.open_table(ENTRIES)?;
-        let last = entries.range((stream_id, 0)..=(stream_id, u64::MAX))?.next_back().transpose()?;
+        let last = entries
+            .range((stream_id, 0)..=(stream_id, u64::MAX))?
+            .next_back()
+            .transpose()?;
         Ok(last.map(|(k, v)| (k.value().1, Entry::decode(v.value()))))
     }
 
     pub fn entry(&self, stream_id: u64, revision: u64) -> IndexResult<Option<Entry>> {
         let entries = self.txn.open_table(ENTRIES)?;
-        let entry = entries.get((stream_id, revision))?.map(|v| Entry::decode(v.value()));
+        let entry = entries
+            .get((stream_id, revision))?
+            .map(|v| Entry::decode(v.value()));
         Ok(entry)
     }
 
@@ -153,7 +168,12 @@ impl IndexWrite {
 
     /// Writes the batch. `durable` fsyncs it (a checkpoint); otherwise redb may lose it in a crash, and the log
     /// past the previous durable `indexed_to` is replayed instead.
-    pub fn commit(mut self, indexed_to: u64, next_stream_id: u64, durable: bool) -> IndexResult<()> {
+    pub fn commit(
+        mut self,
+        indexed_to: u64,
+        next_stream_id: u64,
+        durable: bool,
+    ) -> IndexResult<()> {
         {
             let mut streams = self.txn.open_table(STREAMS)?;
             for (name, id) in &self.new_streams {
@@ -171,7 +191,9 @@ impl IndexWrite {
         if durable {
             self.txn.set_quick_repair(true);
         } else {
-            self.txn.set_durability(Durability::None).map_err(redb::Error::from)?;
+            self.txn
+                .set_durability(Durability::None)
+                .map_err(redb::Error::from)?;
         }
         self.txn.commit()?;
         Ok(())
@@ -190,12 +212,19 @@ impl IndexReader {
     }
 
     pub fn last_entry(&self, stream_id: u64) -> IndexResult<Option<(u64, Entry)>> {
-        let last = self.entries.range((stream_id, 0)..=(stream_id, u64::MAX))?.next_back().transpose()?;
+        let last = self
+            .entries
+            .range((stream_id, 0)..=(stream_id, u64::MAX))?
+            .next_back()
+            .transpose()?;
         Ok(last.map(|(k, v)| (k.value().1, Entry::decode(v.value()))))
     }
 
     pub fn entry(&self, stream_id: u64, revision: u64) -> IndexResult<Option<Entry>> {
-        Ok(self.entries.get((stream_id, revision))?.map(|v| Entry::decode(v.value())))
+        Ok(self
+            .entries
+            .get((stream_id, revision))?
+            .map(|v| Entry::decode(v.value())))
     }
 
     /// Up to `limit` entries with revisions in `[from, to]`, ascending or descending.
@@ -212,9 +241,10 @@ impl IndexReader {
             return Ok(out);
         }
         let range = self.entries.range((stream_id, from)..=(stream_id, to))?;
-        let decode = |item: Result<(redb::AccessGuard<(u64, u64)>, redb::AccessGuard<u64>), redb::StorageError>| {
-            item.map(|(k, v)| (k.value().1, Entry::decode(v.value())))
-        };
+        let decode = |item: Result<
+            (redb::AccessGuard<(u64, u64)>, redb::AccessGuard<u64>),
+            redb::StorageError,
+        >| { item.map(|(k, v)| (k.value().1, Entry::decode(v.value()))) };
         if backwards {
             for item in range.rev().take(limit) {
                 out.push(decode(item)?);

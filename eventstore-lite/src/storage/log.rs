@@ -29,12 +29,19 @@ pub struct Log {
 
 impl Log {
     pub fn in_memory() -> Self {
-        Self { backing: Backing::Memory(RwLock::new(LOG_HEADER.to_vec())) }
+        Self {
+            backing: Backing::Memory(RwLock::new(LOG_HEADER.to_vec())),
+        }
     }
 
     /// Opens or creates the log file and writes the header to a new one.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         let len = file.metadata()?.len();
         if len < FIRST_POSITION {
             file.set_len(0)?;
@@ -44,10 +51,15 @@ impl Log {
             let mut header = [0u8; LOG_HEADER.len()];
             file.read_exact_at(&mut header, 0)?;
             if &header != LOG_HEADER {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "not an eventstore-lite log (bad header)"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not an eventstore-lite log (bad header)",
+                ));
             }
         }
-        Ok(Self { backing: Backing::File(file) })
+        Ok(Self {
+            backing: Backing::File(file),
+        })
     }
 
     /// Bytes in the log, whole records or not.
@@ -136,12 +148,21 @@ impl Log {
 
     /// A forward scan of the records in `[from, end)`, reading in large chunks.
     pub fn scan(&self, from: u64, end: u64) -> Scan<'_> {
-        Scan { log: self, next: from, end, buf: Vec::new(), buf_start: from }
+        Scan {
+            log: self,
+            next: from,
+            end,
+            buf: Vec::new(),
+            buf_start: from,
+        }
     }
 }
 
 fn corrupt(position: u64, error: FrameError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("log record at position {position} is unreadable: {error:?}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("log record at position {position} is unreadable: {error:?}"),
+    )
 }
 
 const SCAN_CHUNK: usize = 1 << 20;
@@ -163,7 +184,9 @@ impl Scan<'_> {
     }
 
     fn fill(&mut self, at_least: usize) -> io::Result<()> {
-        let want = at_least.max(SCAN_CHUNK).min((self.end - self.next) as usize);
+        let want = at_least
+            .max(SCAN_CHUNK)
+            .min((self.end - self.next) as usize);
         self.buf.resize(want, 0);
         let n = self.log.read_at(&mut self.buf, self.next)?;
         self.buf.truncate(n);

@@ -53,13 +53,20 @@ impl StreamMetadata {
 }
 
 fn as_u64(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_i64().map(|n| n.max(0) as u64)).or_else(|| v.as_f64().map(|f| f.max(0.0) as u64))
+    v.as_u64()
+        .or_else(|| v.as_i64().map(|n| n.max(0) as u64))
+        .or_else(|| v.as_f64().map(|f| f.max(0.0) as u64))
 }
 
 fn roles(v: Option<&Value>) -> Option<Vec<String>> {
     match v? {
         Value::String(s) => Some(vec![s.clone()]),
-        Value::Array(items) => Some(items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
+        ),
         _ => None,
     }
 }
@@ -78,6 +85,9 @@ mod tests {
         assert_eq!(acl.read, Some(vec!["$all".to_owned()]));
         assert_eq!(acl.write, Some(vec!["ops".to_owned(), "bob".to_owned()]));
         assert!(StreamMetadata::parse(br#"{"$tb":9223372036854775807}"#).is_soft_deleted());
-        assert_eq!(StreamMetadata::parse(b"not json"), StreamMetadata::default());
+        assert_eq!(
+            StreamMetadata::parse(b"not json"),
+            StreamMetadata::default()
+        );
     }
 }

@@ -73,7 +73,10 @@ pub struct WriteResult {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     #[error("wrong expected version: expected {expected:?}, current {current:?}")]
-    WrongExpectedVersion { current: Option<u64>, expected: ExpectedRevision },
+    WrongExpectedVersion {
+        current: Option<u64>,
+        expected: ExpectedRevision,
+    },
     #[error("stream '{0}' is deleted")]
     StreamDeleted(String),
     #[error("invalid write: {0}")]
@@ -158,13 +161,18 @@ impl Store {
     pub fn open(options: StoreOptions) -> Result<Self, OpenError> {
         let (log, index) = match &options.directory {
             Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|source| OpenError::Directory { path: dir.clone(), source })?;
+                std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
+                    path: dir.clone(),
+                    source,
+                })?;
                 let log = Log::open(&dir.join(LOG_FILE_NAME)).map_err(OpenError::Log)?;
                 let index = Index::open(&dir.join(INDEX_FILE_NAME)).map_err(OpenError::Index)?;
                 (log, index)
             }
-            None => (Log::in_memory(), Index::in_memory().map_err(OpenError::Index)?),
+            None => (
+                Log::in_memory(),
+                Index::in_memory().map_err(OpenError::Index)?,
+            ),
         };
         let stats = StoreStats::default();
         let writer = writer::Writer::recover(&log, &index, options.standard_projections, &stats)?;
@@ -185,7 +193,12 @@ impl Store {
             .name("eventstore-lite-writer".into())
             .spawn(move || writer.run(&thread_shared, requests))
             .map_err(OpenError::Log)?;
-        Ok(Self { shared, writes, writer_thread: Arc::new(Mutex::new(Some(handle))), options: Arc::new(options) })
+        Ok(Self {
+            shared,
+            writes,
+            writer_thread: Arc::new(Mutex::new(Some(handle))),
+            options: Arc::new(options),
+        })
     }
 
     pub fn options(&self) -> &StoreOptions {
@@ -213,7 +226,16 @@ impl Store {
         events: Vec<ProposedEvent>,
     ) -> Result<WriteResult, WriteError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(WriteRequest::Append { stream, expected, events, reply }, rx).await
+        self.submit(
+            WriteRequest::Append {
+                stream,
+                expected,
+                events,
+                reply,
+            },
+            rx,
+        )
+        .await
     }
 
     pub async fn delete(
@@ -223,7 +245,16 @@ impl Store {
         tombstone: bool,
     ) -> Result<WriteResult, WriteError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(WriteRequest::Delete { stream, expected, tombstone, reply }, rx).await
+        self.submit(
+            WriteRequest::Delete {
+                stream,
+                expected,
+                tombstone,
+                reply,
+            },
+            rx,
+        )
+        .await
     }
 
     async fn submit(
@@ -234,7 +265,10 @@ impl Store {
         if let Some(error) = self.shared.poisoned.lock().clone() {
             return Err(WriteError::Poisoned(error));
         }
-        self.writes.send(request).await.map_err(|_| WriteError::ShuttingDown)?;
+        self.writes
+            .send(request)
+            .await
+            .map_err(|_| WriteError::ShuttingDown)?;
         rx.await.map_err(|_| WriteError::ShuttingDown)?
     }
 
@@ -250,14 +284,18 @@ impl Store {
 
     /// Like `close`, but the writer skips its final durable checkpoint, as if the process had died.
     pub async fn crash(&self) {
-        self.shared.skip_final_checkpoint.store(true, Ordering::Release);
+        self.shared
+            .skip_final_checkpoint
+            .store(true, Ordering::Release);
         self.close().await;
     }
 }
 
 /// Current time as EventStoreDB's `created`: 100-nanosecond ticks since the Unix epoch.
 pub fn now_ticks() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     (now.as_nanos() / 100) as i64
 }
 

@@ -139,7 +139,15 @@ impl Store {
         let mut cache = HashMap::new();
         let mut items = Vec::with_capacity(entries.len());
         for (revision, entry) in entries {
-            let item = self.item(&reader, stream, revision, entry, end, resolve_links, &mut cache)?;
+            let item = self.item(
+                &reader,
+                stream,
+                revision,
+                entry,
+                end,
+                resolve_links,
+                &mut cache,
+            )?;
             if let Some(min_created) = window.min_created {
                 if item.record.created < min_created {
                     continue;
@@ -147,7 +155,11 @@ impl Store {
             }
             items.push(item);
         }
-        Ok(StreamRead::Found { items, last_revision: window.last, first_revision: window.first })
+        Ok(StreamRead::Found {
+            items,
+            last_revision: window.last,
+            first_revision: window.first,
+        })
     }
 
     /// The stream's metadata (`None` when it has none).
@@ -178,7 +190,13 @@ impl Store {
     ) -> Result<AllRead, ReadError> {
         let end = self.committed_end();
         let log = &self.shared.log;
-        let mut read = AllRead { items: Vec::new(), scanned: 0, last_scanned: None, next: 0, reached_end: false };
+        let mut read = AllRead {
+            items: Vec::new(),
+            scanned: 0,
+            last_scanned: None,
+            next: 0,
+            reached_end: false,
+        };
         let mut reader = None;
         let mut cache = HashMap::new();
         let mut consider = |event: StoredEvent, read: &mut AllRead| -> Result<(), ReadError> {
@@ -199,7 +217,11 @@ impl Store {
             } else {
                 None
             };
-            read.items.push(ResolvedItem { record: event, is_link, target });
+            read.items.push(ResolvedItem {
+                record: event,
+                is_link,
+                target,
+            });
             Ok(())
         };
         if backwards {
@@ -215,7 +237,9 @@ impl Store {
                     .checked_sub(frame_len_from_trailer(trailer) as u64)
                     .filter(|s| *s >= FIRST_POSITION)
                     .ok_or(ReadError::InvalidPosition(position))?;
-                let frame = log.read_record(start, end).map_err(|_| ReadError::InvalidPosition(position))?;
+                let frame = log
+                    .read_record(start, end)
+                    .map_err(|_| ReadError::InvalidPosition(position))?;
                 consider(frame.event, &mut read)?;
                 position = start;
             }
@@ -249,19 +273,40 @@ impl Store {
         Ok(read)
     }
 
-    fn metadata(&self, reader: &IndexReader, stream: &str, end: u64) -> Result<Option<StreamMetadata>, ReadError> {
+    fn metadata(
+        &self,
+        reader: &IndexReader,
+        stream: &str,
+        end: u64,
+    ) -> Result<Option<StreamMetadata>, ReadError> {
         if stream.starts_with("$$") {
-            return Ok(Some(StreamMetadata { max_count: Some(1), ..StreamMetadata::default() }));
+            return Ok(Some(StreamMetadata {
+                max_count: Some(1),
+                ..StreamMetadata::default()
+            }));
         }
-        let Some(meta_id) = ix(reader.stream_id(&format!("$${stream}")))? else { return Ok(None) };
-        let Some((_, entry)) = ix(reader.last_entry(meta_id))? else { return Ok(None) };
+        let Some(meta_id) = ix(reader.stream_id(&format!("$${stream}")))? else {
+            return Ok(None);
+        };
+        let Some((_, entry)) = ix(reader.last_entry(meta_id))? else {
+            return Ok(None);
+        };
         let frame = self.shared.log.read_record(entry.position(), end)?;
         Ok(Some(StreamMetadata::parse(&frame.event.data)))
     }
 
-    fn visibility(&self, reader: &IndexReader, stream: &str, end: u64) -> Result<Visibility, ReadError> {
-        let Some(id) = ix(reader.stream_id(stream))? else { return Ok(Visibility::Missing) };
-        let Some((last, _)) = ix(reader.last_entry(id))? else { return Ok(Visibility::Missing) };
+    fn visibility(
+        &self,
+        reader: &IndexReader,
+        stream: &str,
+        end: u64,
+    ) -> Result<Visibility, ReadError> {
+        let Some(id) = ix(reader.stream_id(stream))? else {
+            return Ok(Visibility::Missing);
+        };
+        let Some((last, _)) = ix(reader.last_entry(id))? else {
+            return Ok(Visibility::Missing);
+        };
         if last == TOMBSTONE_REVISION {
             return Ok(Visibility::Tombstoned);
         }
@@ -269,11 +314,19 @@ impl Store {
         if meta.is_soft_deleted() {
             return Ok(Visibility::SoftDeleted);
         }
-        let by_count = meta.max_count.map_or(0, |count| (last + 1).saturating_sub(count));
+        let by_count = meta
+            .max_count
+            .map_or(0, |count| (last + 1).saturating_sub(count));
         let first = meta.truncate_before.unwrap_or(0).max(by_count);
-        let min_created =
-            meta.max_age.map(|age| now_ticks().saturating_sub((age as i64).saturating_mul(TICKS_PER_SECOND)));
-        Ok(Visibility::Visible(Window { id, last, first, min_created }))
+        let min_created = meta
+            .max_age
+            .map(|age| now_ticks().saturating_sub((age as i64).saturating_mul(TICKS_PER_SECOND)));
+        Ok(Visibility::Visible(Window {
+            id,
+            last,
+            first,
+            min_created,
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -297,7 +350,11 @@ impl Store {
                 } else {
                     None
                 };
-                Ok(ResolvedItem { record, is_link, target })
+                Ok(ResolvedItem {
+                    record,
+                    is_link,
+                    target,
+                })
             }
             Entry::Link(position) => {
                 let target = log.read_record(position, end)?.event;
@@ -305,7 +362,10 @@ impl Store {
                     stream: stream.to_owned(),
                     revision,
                     position,
-                    id: Uuid::new_v5(&LINK_ID_NAMESPACE, format!("{stream}:{revision}").as_bytes()),
+                    id: Uuid::new_v5(
+                        &LINK_ID_NAMESPACE,
+                        format!("{stream}:{revision}").as_bytes(),
+                    ),
                     event_type: "$>".to_owned(),
                     is_json: false,
                     created: target.created,
@@ -317,7 +377,11 @@ impl Store {
                     data: Bytes::from(format!("{}@{}", target.revision, target.stream)),
                 };
                 let visible = resolve_links && self.is_visible(reader, &target, end, cache)?;
-                Ok(ResolvedItem { record: link, is_link: true, target: visible.then_some(target) })
+                Ok(ResolvedItem {
+                    record: link,
+                    is_link: true,
+                    target: visible.then_some(target),
+                })
             }
             Entry::StreamRef(position) => {
                 let first = log.read_record(position, end)?.event;
@@ -325,14 +389,21 @@ impl Store {
                     stream: stream.to_owned(),
                     revision,
                     position,
-                    id: Uuid::new_v5(&LINK_ID_NAMESPACE, format!("{stream}:{revision}").as_bytes()),
+                    id: Uuid::new_v5(
+                        &LINK_ID_NAMESPACE,
+                        format!("{stream}:{revision}").as_bytes(),
+                    ),
                     event_type: "$@".to_owned(),
                     is_json: false,
                     created: first.created,
                     metadata: Bytes::new(),
                     data: Bytes::from(first.stream),
                 };
-                Ok(ResolvedItem { record, is_link: false, target: None })
+                Ok(ResolvedItem {
+                    record,
+                    is_link: false,
+                    target: None,
+                })
             }
         }
     }
@@ -364,16 +435,27 @@ impl Store {
         end: u64,
         cache: &mut HashMap<String, Visibility>,
     ) -> Result<Option<StoredEvent>, ReadError> {
-        let Some((revision, stream)) = std::str::from_utf8(data).ok().and_then(|s| s.split_once('@')) else {
+        let Some((revision, stream)) = std::str::from_utf8(data)
+            .ok()
+            .and_then(|s| s.split_once('@'))
+        else {
             return Ok(None);
         };
-        let Ok(revision) = revision.trim().parse::<u64>() else { return Ok(None) };
-        let Some(id) = ix(reader.stream_id(stream))? else { return Ok(None) };
-        let Some(entry) = ix(reader.entry(id, revision))? else { return Ok(None) };
+        let Ok(revision) = revision.trim().parse::<u64>() else {
+            return Ok(None);
+        };
+        let Some(id) = ix(reader.stream_id(stream))? else {
+            return Ok(None);
+        };
+        let Some(entry) = ix(reader.entry(id, revision))? else {
+            return Ok(None);
+        };
         let target = match entry {
             Entry::Event(position) => self.shared.log.read_record(position, end)?.event,
             _ => return Ok(None),
         };
-        Ok(self.is_visible(reader, &target, end, cache)?.then_some(target))
+        Ok(self
+            .is_visible(reader, &target, end, cache)?
+            .then_some(target))
     }
 }

@@ -101,7 +101,9 @@ pub fn frame_len_from_trailer(trailer: [u8; 4]) -> usize {
 /// Decodes the frame at the start of `buf`, which sits at log `position`.
 pub fn decode_frame(buf: &[u8], position: u64) -> Result<Frame, FrameError> {
     if buf.len() < FRAME_HEADER_LEN {
-        return Err(FrameError::Incomplete { needed: FRAME_HEADER_LEN });
+        return Err(FrameError::Incomplete {
+            needed: FRAME_HEADER_LEN,
+        });
     }
     let payload_len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     if !(FIXED_PAYLOAD_LEN..=MAX_PAYLOAD_LEN).contains(&payload_len) {
@@ -191,7 +193,13 @@ mod tests {
         let mut buf = Vec::new();
         sample().encode(false, &mut buf);
         for cut in 0..buf.len() {
-            assert!(matches!(decode_frame(&buf[..cut], 16), Err(FrameError::Incomplete { .. })), "cut at {cut}");
+            assert!(
+                matches!(
+                    decode_frame(&buf[..cut], 16),
+                    Err(FrameError::Incomplete { .. })
+                ),
+                "cut at {cut}"
+            );
         }
         let last = buf.len() - 1;
         buf[last] ^= 0xff;

@@ -19,8 +19,8 @@ use super::index::{Entry, Index, IndexWrite};
 use super::log::{Log, FIRST_POSITION};
 use super::metadata::{StreamMetadata, SOFT_DELETED_TB};
 use super::{
-    category_of, now_ticks, ExpectedRevision, OpenError, ProposedEvent, Shared, StoreStats, StoredEvent, WriteError,
-    WriteRequest, WriteResult, TOMBSTONE_REVISION,
+    category_of, now_ticks, ExpectedRevision, OpenError, ProposedEvent, Shared, StoreStats,
+    StoredEvent, WriteError, WriteRequest, WriteResult, TOMBSTONE_REVISION,
 };
 
 /// Requests taken into one batch at most (group commit).
@@ -88,7 +88,14 @@ impl RecentIds {
             }
         }
         self.order.push_back(id);
-        self.map.insert(id, RecentEntry { stream: Arc::from(stream), revision, position });
+        self.map.insert(
+            id,
+            RecentEntry {
+                stream: Arc::from(stream),
+                revision,
+                position,
+            },
+        );
     }
 
     fn get(&self, id: &Uuid) -> Option<&RecentEntry> {
@@ -141,7 +148,11 @@ impl Writer {
         let (mut indexed_to, mut next_stream_id) = index.progress().map_err(OpenError::Index)?;
         let file_len = log.len().map_err(OpenError::Log)?;
         if indexed_to > file_len {
-            tracing::warn!(indexed_to, file_len, "the log is shorter than the index; rebuilding the index from the log");
+            tracing::warn!(
+                indexed_to,
+                file_len,
+                "the log is shorter than the index; rebuilding the index from the log"
+            );
             index.clear().map_err(OpenError::Index)?;
             indexed_to = FIRST_POSITION;
             next_stream_id = 1;
@@ -159,7 +170,11 @@ impl Writer {
             }
         }
         if valid_end < file_len {
-            tracing::warn!(valid_end, dropped_bytes = file_len - valid_end, "cutting the log's torn tail");
+            tracing::warn!(
+                valid_end,
+                dropped_bytes = file_len - valid_end,
+                "cutting the log's torn tail"
+            );
             log.truncate(valid_end).map_err(OpenError::Log)?;
         }
         let mut writer = Writer {
@@ -172,23 +187,36 @@ impl Writer {
             bytes_since_durable: 0,
         };
         let mut replayed = 0u64;
-        let mut ctx = writer.begin(index, log, indexed_to).map_err(|e| OpenError::Log(e.into_io()))?;
+        let mut ctx = writer
+            .begin(index, log, indexed_to)
+            .map_err(|e| OpenError::Log(e.into_io()))?;
         let mut position = indexed_to;
         for frame in log.scan(indexed_to, valid_end) {
             let frame = frame.map_err(|(at, e)| {
-                OpenError::Log(io::Error::new(io::ErrorKind::InvalidData, format!("record at {at}: {e:?}")))
+                OpenError::Log(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("record at {at}: {e:?}"),
+                ))
             })?;
             position = frame.event.position + frame.len as u64;
             let event = frame.event;
-            writer.replay(&mut ctx, &event).map_err(|e| OpenError::Log(e.into_io()))?;
+            writer
+                .replay(&mut ctx, &event)
+                .map_err(|e| OpenError::Log(e.into_io()))?;
             replayed += 1;
             if replayed % RECOVERY_BATCH as u64 == 0 {
-                ctx.w.commit(position, writer.next_stream_id, false).map_err(OpenError::Index)?;
-                ctx = writer.begin(index, log, position).map_err(|e| OpenError::Log(e.into_io()))?;
+                ctx.w
+                    .commit(position, writer.next_stream_id, false)
+                    .map_err(OpenError::Index)?;
+                ctx = writer
+                    .begin(index, log, position)
+                    .map_err(|e| OpenError::Log(e.into_io()))?;
             }
         }
         ctx.end = position;
-        ctx.w.commit(valid_end, writer.next_stream_id, true).map_err(OpenError::Index)?;
+        ctx.w
+            .commit(valid_end, writer.next_stream_id, true)
+            .map_err(OpenError::Index)?;
         stats.recovered_records.store(replayed, Ordering::Relaxed);
         if replayed > 0 {
             tracing::info!(replayed, "indexed the log past the last index checkpoint");
@@ -197,7 +225,13 @@ impl Writer {
     }
 
     fn begin<'a>(&self, index: &Index, log: &'a Log, end: u64) -> Result<Ctx<'a>, Fault> {
-        Ok(Ctx { w: index.begin_write()?, log, end, staged: Vec::new(), staged_bytes: 0 })
+        Ok(Ctx {
+            w: index.begin_write()?,
+            log,
+            end,
+            staged: Vec::new(),
+            staged_bytes: 0,
+        })
     }
 
     fn replay(&mut self, ctx: &mut Ctx, event: &StoredEvent) -> Result<(), Fault> {
@@ -212,7 +246,9 @@ impl Writer {
     pub(crate) fn run(mut self, shared: &Shared, mut requests: mpsc::Receiver<WriteRequest>) {
         let mut stopping = false;
         while !stopping {
-            let Some(first) = requests.blocking_recv() else { break };
+            let Some(first) = requests.blocking_recv() else {
+                break;
+            };
             let mut batch = Vec::with_capacity(64);
             let mut take = |request: WriteRequest, batch: &mut Vec<WriteRequest>| match request {
                 WriteRequest::Stop => stopping = true,
@@ -234,7 +270,8 @@ impl Writer {
         while let Ok(request) = requests.try_recv() {
             reply(request, Err(WriteError::ShuttingDown));
         }
-        if !shared.skip_final_checkpoint.load(Ordering::Acquire) && shared.poisoned.lock().is_none() {
+        if !shared.skip_final_checkpoint.load(Ordering::Acquire) && shared.poisoned.lock().is_none()
+        {
             let result = shared
                 .index
                 .begin_write()
@@ -283,12 +320,18 @@ impl Writer {
         let mut iter = batch.into_iter();
         while let Some(request) = iter.next() {
             let outcome = match &request {
-                WriteRequest::Append { stream, expected, events, .. } => {
-                    self.apply_append(&mut ctx, stream, *expected, events)
-                }
-                WriteRequest::Delete { stream, expected, tombstone, .. } => {
-                    self.apply_delete(&mut ctx, stream, *expected, *tombstone)
-                }
+                WriteRequest::Append {
+                    stream,
+                    expected,
+                    events,
+                    ..
+                } => self.apply_append(&mut ctx, stream, *expected, events),
+                WriteRequest::Delete {
+                    stream,
+                    expected,
+                    tombstone,
+                    ..
+                } => self.apply_delete(&mut ctx, stream, *expected, *tombstone),
                 WriteRequest::Stop => Ok(Err(WriteError::ShuttingDown)),
             };
             match outcome {
@@ -305,7 +348,10 @@ impl Writer {
             return Ok(replies);
         }
         let fail = |fault: Fault, replies: Vec<(WriteRequest, Outcome)>| {
-            (fault, replies.into_iter().map(|(r, _)| r).collect::<Vec<_>>())
+            (
+                fault,
+                replies.into_iter().map(|(r, _)| r).collect::<Vec<_>>(),
+            )
         };
         let staged = std::mem::take(&mut ctx.staged);
         let mut buf = Vec::with_capacity(ctx.staged_bytes as usize);
@@ -314,20 +360,26 @@ impl Writer {
         }
         let new_end = self.log_end + buf.len() as u64;
         let started = Instant::now();
-        if let Err(e) = shared.log.write_at(&buf, self.log_end).and_then(|()| shared.log.sync()) {
+        if let Err(e) = shared
+            .log
+            .write_at(&buf, self.log_end)
+            .and_then(|()| shared.log.sync())
+        {
             return Err(fail(e.into(), replies));
         }
         let stats = &shared.stats;
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-        stats.fsync_micros_total.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats
+            .fsync_micros_total
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         for event in &staged {
             if let Err(fault) = self.index_event(&mut ctx, event) {
                 return Err(fail(fault, replies));
             }
         }
         self.bytes_since_durable += buf.len() as u64;
-        let durable =
-            self.last_durable.elapsed() >= CHECKPOINT_INTERVAL || self.bytes_since_durable >= CHECKPOINT_BYTES;
+        let durable = self.last_durable.elapsed() >= CHECKPOINT_INTERVAL
+            || self.bytes_since_durable >= CHECKPOINT_BYTES;
         if let Err(e) = ctx.w.commit(new_end, self.next_stream_id, durable) {
             return Err(fail(e.into(), replies));
         }
@@ -338,8 +390,12 @@ impl Writer {
         self.log_end = new_end;
         shared.committed_end.store(new_end, Ordering::Release);
         shared.committed_tx.send_replace(new_end);
-        stats.events_written.fetch_add(staged.len() as u64, Ordering::Relaxed);
-        stats.writes.fetch_add(replies.len() as u64, Ordering::Relaxed);
+        stats
+            .events_written
+            .fetch_add(staged.len() as u64, Ordering::Relaxed);
+        stats
+            .writes
+            .fetch_add(replies.len() as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         Ok(replies)
     }
@@ -349,7 +405,9 @@ impl Writer {
             let head = load_head(ctx, name)?;
             self.heads.insert(name.to_owned(), head);
         }
-        self.heads.get_mut(name).ok_or_else(|| Fault::Io(io::Error::other("stream head vanished")))
+        self.heads
+            .get_mut(name)
+            .ok_or_else(|| Fault::Io(io::Error::other("stream head vanished")))
     }
 
     fn apply_append(
@@ -368,22 +426,39 @@ impl Writer {
         if head.tombstoned {
             return Ok(Err(WriteError::StreamDeleted(stream.to_owned())));
         }
-        let wrong = || Ok(Err(WriteError::WrongExpectedVersion { current: head.last, expected }));
+        let wrong = || {
+            Ok(Err(WriteError::WrongExpectedVersion {
+                current: head.last,
+                expected,
+            }))
+        };
         match check_expected(&head, expected) {
             Check::Proceed => {}
-            Check::Idempotent(expected_last) => return self.idempotent_retry(ctx, stream, &head, expected_last, events, expected),
+            Check::Idempotent(expected_last) => {
+                return self.idempotent_retry(ctx, stream, &head, expected_last, events, expected)
+            }
             Check::Wrong => return wrong(),
         }
         if expected == ExpectedRevision::Any {
             if let Some(first) = events.first().and_then(|e| self.recent.get(&e.id)) {
                 if &*first.stream == stream {
                     let first_revision = first.revision;
-                    return self.idempotent_retry(ctx, stream, &head, first_revision.checked_sub(1), events, expected);
+                    return self.idempotent_retry(
+                        ctx,
+                        stream,
+                        &head,
+                        first_revision.checked_sub(1),
+                        events,
+                        expected,
+                    );
                 }
             }
         }
         if events.is_empty() {
-            return Ok(Ok(WriteResult { current_revision: head.last, position: None }));
+            return Ok(Ok(WriteResult {
+                current_revision: head.last,
+                position: None,
+            }));
         }
         if head.soft_deleted {
             // Appending to a soft-deleted stream recreates it: older events stay hidden behind `$tb`.
@@ -409,7 +484,10 @@ impl Writer {
             self.stage(ctx, event)?;
             revision += 1;
         }
-        Ok(Ok(WriteResult { current_revision: Some(revision - 1), position: Some(position) }))
+        Ok(Ok(WriteResult {
+            current_revision: Some(revision - 1),
+            position: Some(position),
+        }))
     }
 
     /// The write claims to follow `expected_last`, which is behind the stream: it succeeds only if it is a retry,
@@ -423,7 +501,10 @@ impl Writer {
         events: &[ProposedEvent],
         expected: ExpectedRevision,
     ) -> Result<Outcome, Fault> {
-        let wrong = Ok(Err(WriteError::WrongExpectedVersion { current: head.last, expected }));
+        let wrong = Ok(Err(WriteError::WrongExpectedVersion {
+            current: head.last,
+            expected,
+        }));
         if events.is_empty() {
             return wrong;
         }
@@ -445,15 +526,25 @@ impl Writer {
                 _ => return wrong,
             }
         }
-        Ok(Ok(WriteResult { current_revision: Some(first + events.len() as u64 - 1), position: Some(position) }))
+        Ok(Ok(WriteResult {
+            current_revision: Some(first + events.len() as u64 - 1),
+            position: Some(position),
+        }))
     }
 
     /// Id and position of the stream's event at `revision`, from the recent-ids cache or the index and log.
-    fn event_at(&self, ctx: &Ctx, stream_id: u64, revision: u64) -> Result<Option<(Uuid, u64)>, Fault> {
+    fn event_at(
+        &self,
+        ctx: &Ctx,
+        stream_id: u64,
+        revision: u64,
+    ) -> Result<Option<(Uuid, u64)>, Fault> {
         if stream_id == 0 {
             return Ok(None);
         }
-        let Some(entry) = ctx.w.entry(stream_id, revision)? else { return Ok(None) };
+        let Some(entry) = ctx.w.entry(stream_id, revision)? else {
+            return Ok(None);
+        };
         let frame = ctx.log.read_record(entry.position(), ctx.end)?;
         Ok(Some((frame.event.id, entry.position())))
     }
@@ -469,7 +560,10 @@ impl Writer {
         if head.tombstoned {
             return Ok(Err(WriteError::StreamDeleted(stream.to_owned())));
         }
-        let wrong = Ok(Err(WriteError::WrongExpectedVersion { current: head.last, expected }));
+        let wrong = Ok(Err(WriteError::WrongExpectedVersion {
+            current: head.last,
+            expected,
+        }));
         let exists = head.last.is_some() && !head.soft_deleted;
         let allowed = match expected {
             ExpectedRevision::Any => tombstone || head.last.is_some(),
@@ -497,13 +591,19 @@ impl Writer {
         } else {
             self.stage_metadata(ctx, stream, format!("{{\"$tb\":{SOFT_DELETED_TB}}}"))?;
         }
-        Ok(Ok(WriteResult { current_revision: head.last, position: Some(position) }))
+        Ok(Ok(WriteResult {
+            current_revision: head.last,
+            position: Some(position),
+        }))
     }
 
     /// Stages a `$metadata` event for `stream` in `$$stream`.
     fn stage_metadata(&mut self, ctx: &mut Ctx, stream: &str, json: String) -> Result<(), Fault> {
         let meta_stream = format!("$${stream}");
-        let revision = self.head(ctx, &meta_stream)?.last.map_or(0, |last| last + 1);
+        let revision = self
+            .head(ctx, &meta_stream)?
+            .last
+            .map_or(0, |last| last + 1);
         let event = StoredEvent {
             stream: meta_stream,
             revision,
@@ -539,15 +639,20 @@ impl Writer {
         } else {
             head.last = Some(event.revision);
         }
-        self.recent.insert(event.id, &event.stream, event.revision, event.position);
+        self.recent
+            .insert(event.id, &event.stream, event.revision, event.position);
         Ok(())
     }
 
     /// Adds the record's index entry and the system projections' links.
     fn index_event(&mut self, ctx: &mut Ctx, event: &StoredEvent) -> Result<(), Fault> {
         let id = self.stream_id(ctx, &event.stream)?;
-        ctx.w.add_entry(id, event.revision, Entry::Event(event.position));
-        if !self.standard_projections || event.stream.starts_with('$') || event.revision == TOMBSTONE_REVISION {
+        ctx.w
+            .add_entry(id, event.revision, Entry::Event(event.position));
+        if !self.standard_projections
+            || event.stream.starts_with('$')
+            || event.revision == TOMBSTONE_REVISION
+        {
             return Ok(());
         }
         let category = category_of(&event.stream);
@@ -555,12 +660,20 @@ impl Writer {
             self.add_link(ctx, &format!("$ce-{category}"), Entry::Link(event.position))?;
         }
         if event.event_type != "$>" {
-            self.add_link(ctx, &format!("$et-{}", event.event_type), Entry::Link(event.position))?;
+            self.add_link(
+                ctx,
+                &format!("$et-{}", event.event_type),
+                Entry::Link(event.position),
+            )?;
         }
         if event.revision == 0 {
             self.add_link(ctx, "$streams", Entry::Link(event.position))?;
             if let Some(category) = category {
-                self.add_link(ctx, &format!("$category-{category}"), Entry::StreamRef(event.position))?;
+                self.add_link(
+                    ctx,
+                    &format!("$category-{category}"),
+                    Entry::StreamRef(event.position),
+                )?;
             }
         }
         Ok(())
@@ -591,7 +704,13 @@ impl Writer {
 }
 
 fn load_head(ctx: &Ctx, name: &str) -> Result<Head, Fault> {
-    let mut head = Head { id: 0, last: None, tombstoned: false, soft_deleted: false, has_metadata: false };
+    let mut head = Head {
+        id: 0,
+        last: None,
+        tombstoned: false,
+        soft_deleted: false,
+        has_metadata: false,
+    };
     if let Some(id) = ctx.w.stream_id(name)? {
         head.id = id;
         if let Some((revision, _)) = ctx.w.last_entry(id)? {
@@ -619,7 +738,9 @@ fn check_expected(head: &Head, expected: ExpectedRevision) -> Check {
         ExpectedRevision::Any => Check::Proceed,
         ExpectedRevision::NoStream if head.last.is_none() || head.soft_deleted => Check::Proceed,
         ExpectedRevision::NoStream => Check::Idempotent(None),
-        ExpectedRevision::StreamExists if !head.soft_deleted && (head.last.is_some() || head.has_metadata) => {
+        ExpectedRevision::StreamExists
+            if !head.soft_deleted && (head.last.is_some() || head.has_metadata) =>
+        {
             Check::Proceed
         }
         ExpectedRevision::StreamExists => Check::Wrong,
