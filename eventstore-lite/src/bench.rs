@@ -18,7 +18,7 @@ use eventstore::{
     SubscriptionEvent,
 };
 use futures::StreamExt;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::{start, RunningServer, ServerConfig};
 
@@ -36,8 +36,8 @@ const MAX_PREWRITE_APPEND_BYTES: usize = 4 * 1024 * 1024;
 /// A flood gives up once this many appends have failed: a server that is down must not cost minutes of retries.
 const MAX_FAILED_APPENDS: u64 = 1_000;
 
-/// How long to wait for a server to answer its first read before giving up.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long to wait for a server to answer its first read before giving up (restart has its own option).
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Streams written by the pre-write phase of read-flood and catch-up.
 const PREWRITE_STREAM_PREFIX: &str = "bench-fill";
@@ -206,30 +206,33 @@ pub struct RestartArgs {
 
 /// Runs one load test and prints its result as one JSON line on stdout.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let report = match args.command {
+    match args.command {
         BenchCommand::WriteFlood(args) => {
             let target = Target::open(&args.target).await?;
             let outcome = write_flood(&target, &args).await;
-            target.close_after(outcome).await?
+            print_report(&target.close_after(outcome).await?)
         }
         BenchCommand::ReadFlood(args) => {
             let target = Target::open(&args.target).await?;
             let outcome = read_flood(&target, &args).await;
-            target.close_after(outcome).await?
+            print_report(&target.close_after(outcome).await?)
         }
         BenchCommand::CatchUp(args) => {
             let target = Target::open(&args.target).await?;
             let outcome = catch_up(&target, &args).await;
-            target.close_after(outcome).await?
+            print_report(&target.close_after(outcome).await?)
         }
         BenchCommand::Latency(args) => {
             let target = Target::open(&args.target).await?;
             let outcome = latency(&target, &args).await;
-            target.close_after(outcome).await?
+            print_report(&target.close_after(outcome).await?)
         }
-        BenchCommand::Restart(args) => restart(&args).await?,
-    };
-    let line = serde_json::to_string(&report).context("serialize the report")?;
+        BenchCommand::Restart(args) => print_report(&restart(&args).await?),
+    }
+}
+
+fn print_report(report: &impl Serialize) -> anyhow::Result<()> {
+    let line = serde_json::to_string(report).context("serialize the report")?;
     println!("{line}");
     Ok(())
 }
@@ -239,7 +242,7 @@ struct Target {
     connection_string: String,
     /// `external`, `embedded-disk` or `embedded-memory`, copied into every report.
     kind: &'static str,
-    server: Option<RunningServer>,
+    server: Option<EmbeddedServer>,
     /// The embedded server's data directory, if it has one.
     data_dir: Option<PathBuf>,
     /// A directory this tool created and must remove at the end.
@@ -276,7 +279,7 @@ impl Target {
             )
         };
         config.start_standard_projections = !args.no_standard_projections;
-        let server = match start(config).await {
+        let server = match EmbeddedServer::start(config).await {
             Ok(server) => server,
             Err(error) => {
                 if let Some(dir) = &temporary_dir {
@@ -332,21 +335,129 @@ impl Target {
     }
 }
 
+/// A server started in this process on a runtime of its own, so that it does not share worker threads with
+/// the load, as it would not if it ran as a separate process.
+struct EmbeddedServer {
+    /// Always `Some` until `shutdown` or `crash` takes it.
+    runtime: Option<tokio::runtime::Runtime>,
+    connection_string: String,
+    server: Option<RunningServer>,
+}
+
+impl EmbeddedServer {
+    async fn start(config: ServerConfig) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("embedded-server")
+            .build()
+            .context("build the embedded server's runtime")?;
+        let started = runtime.spawn(start(config)).await;
+        let server = match started {
+            Ok(Ok(server)) => server,
+            Ok(Err(error)) => {
+                runtime.shutdown_background();
+                return Err(error);
+            }
+            Err(join_error) => {
+                runtime.shutdown_background();
+                return Err(join_error).context("the embedded server panicked while starting");
+            }
+        };
+        Ok(Self {
+            connection_string: server.connection_string(),
+            runtime: Some(runtime),
+            server: Some(server),
+        })
+    }
+
+    fn connection_string(&self) -> String {
+        self.connection_string.clone()
+    }
+
+    /// Closes the store cleanly, then stops the server's runtime.
+    async fn shutdown(mut self) -> anyhow::Result<()> {
+        let (Some(runtime), Some(server)) = (self.runtime.take(), self.server.take()) else {
+            return Ok(());
+        };
+        let stopped = runtime.spawn(server.shutdown()).await;
+        runtime.shutdown_background();
+        stopped.context("the embedded server panicked while shutting down")?
+    }
+
+    /// Stops the server without the clean close (see [`RunningServer::crash`]).
+    async fn crash(mut self) -> anyhow::Result<()> {
+        let (Some(runtime), Some(server)) = (self.runtime.take(), self.server.take()) else {
+            return Ok(());
+        };
+        let crashed = runtime.spawn(server.crash()).await;
+        runtime.shutdown_background();
+        crashed.context("the embedded server panicked while crashing")
+    }
+}
+
+impl Drop for EmbeddedServer {
+    fn drop(&mut self) {
+        // Reached only on an early return; dropping a runtime inside async code would panic, so let its
+        // threads wind down in the background.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 fn remove_temporary_dir(dir: &Path) {
     if let Err(error) = std::fs::remove_dir_all(dir) {
         eprintln!("bench: could not remove {}: {error}", dir.display());
     }
 }
 
+/// The official client sleeps its discovery interval (500 ms by default) before it first connects; the tool
+/// shortens it, unless the connection string sets it, so that connection set-up and restarts are timed as the
+/// server makes them, not as the client's pause does.
+fn with_quick_discovery(connection_string: &str) -> String {
+    if connection_string
+        .to_ascii_lowercase()
+        .contains("discoveryinterval=")
+    {
+        return connection_string.to_owned();
+    }
+    let separator = if connection_string.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    format!("{connection_string}{separator}discoveryInterval=1")
+}
+
 fn connect(connection_string: &str) -> anyhow::Result<Client> {
-    let settings: ClientSettings = connection_string
+    let settings: ClientSettings = with_quick_discovery(connection_string)
         .parse()
         .with_context(|| format!("parse connection string {connection_string:?}"))?;
     Client::new(settings).context("create an eventstore client")
 }
 
-fn connect_many(connection_string: &str, count: u64) -> anyhow::Result<Vec<Client>> {
-    (0..count).map(|_| connect(connection_string)).collect()
+/// `count` clients (one HTTP/2 connection each), connected before they are returned so that no timed
+/// operation pays for connection set-up.
+async fn connect_warm(connection_string: &str, count: u64) -> anyhow::Result<Vec<Client>> {
+    let clients = (0..count)
+        .map(|_| connect(connection_string))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    futures::future::try_join_all(clients.iter().map(read_last_event))
+        .await
+        .context("connect the clients")?;
+    Ok(clients)
+}
+
+/// Reads the last event of `$all`; `Ok(None)` when the store is empty.
+async fn read_last_event(client: &Client) -> anyhow::Result<Option<eventstore::ResolvedEvent>> {
+    let options = ReadAllOptions::default()
+        .position(StreamPosition::End)
+        .max_count(1);
+    let mut stream = client
+        .read_all(&options)
+        .await
+        .context("read $all backwards")?;
+    stream.next().await.context("read the last event of $all")
 }
 
 /// Waits until the server answers a read of the last event of `$all`, creating a fresh client after each
@@ -358,32 +469,23 @@ async fn wait_until_ready(
     require_event: bool,
 ) -> anyhow::Result<Client> {
     let started = Instant::now();
-    let options = ReadAllOptions::default()
-        .position(StreamPosition::End)
-        .max_count(1);
     let mut last_error = anyhow!("no attempt was made");
+    let mut pause = Duration::from_millis(1);
     for _attempt in 0..100_000u32 {
         let remaining = match timeout.checked_sub(started.elapsed()) {
             Some(remaining) if !remaining.is_zero() => remaining,
             _ => break,
         };
         let client = connect(connection_string)?;
-        let attempt = async {
-            let mut stream = client
-                .read_all(&options)
-                .await
-                .context("read $all backwards")?;
-            let event = stream.next().await.context("read the last event of $all")?;
-            anyhow::Ok(event.is_some())
-        };
-        match tokio::time::timeout(remaining, attempt).await {
-            Ok(Ok(true)) => return Ok(client),
-            Ok(Ok(false)) if !require_event => return Ok(client),
-            Ok(Ok(false)) => last_error = anyhow!("$all is still empty"),
+        match tokio::time::timeout(remaining, read_last_event(&client)).await {
+            Ok(Ok(Some(_event))) => return Ok(client),
+            Ok(Ok(None)) if !require_event => return Ok(client),
+            Ok(Ok(None)) => last_error = anyhow!("$all is still empty"),
             Ok(Err(error)) => last_error = error,
             Err(_) => last_error = anyhow!("the read did not finish in time"),
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
     }
     Err(last_error.context(format!(
         "server at {connection_string} did not answer a read within {timeout:?}"
@@ -407,35 +509,62 @@ fn per_second(count: u64, elapsed: Duration) -> f64 {
     }
 }
 
-fn round_ms(duration: Duration) -> f64 {
+/// Milliseconds with one decimal.
+fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
-/// p50 / p99 / p99.9 / max of latencies in microseconds (nearest-rank).
-fn latency_summary(mut samples: Vec<u32>) -> serde_json::Value {
-    samples.sort_unstable();
-    let rank = |quantile: f64| -> u32 {
-        if samples.is_empty() {
-            return 0;
-        }
-        let rank = (quantile * samples.len() as f64).ceil() as usize;
-        samples[rank.clamp(1, samples.len()) - 1]
-    };
-    json!({
-        "p50": rank(0.50),
-        "p99": rank(0.99),
-        "p999": rank(0.999),
-        "max": samples.last().copied().unwrap_or(0),
-    })
+/// Seconds with millisecond precision.
+fn seconds(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1_000.0).round() / 1_000.0
 }
 
-/// Prints `label: done/total unit (rate/s)` on stderr every [`PROGRESS_INTERVAL`] until dropped.
+/// Latencies in microseconds, nearest-rank percentiles.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+struct LatencySummary {
+    p50: u32,
+    p99: u32,
+    p999: u32,
+    max: u32,
+}
+
+impl LatencySummary {
+    fn of(mut samples: Vec<u32>) -> Self {
+        samples.sort_unstable();
+        let rank = |quantile: f64| -> u32 {
+            if samples.is_empty() {
+                return 0;
+            }
+            let rank = (quantile * samples.len() as f64).ceil() as usize;
+            samples[rank.clamp(1, samples.len()) - 1]
+        };
+        Self {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            p999: rank(0.999),
+            max: samples.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// Prints `label: done/total unit (rate/s)` on stderr every [`PROGRESS_INTERVAL`] until dropped; for appends of
+/// several events it adds the event rate.
 struct Progress {
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Progress {
     fn spawn(label: &'static str, unit: &'static str, done: Arc<AtomicU64>, total: u64) -> Self {
+        Self::spawn_scaled(label, unit, done, total, 1)
+    }
+
+    fn spawn_scaled(
+        label: &'static str,
+        unit: &'static str,
+        done: Arc<AtomicU64>,
+        total: u64,
+        events_per_unit: u64,
+    ) -> Self {
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let mut ticks = tokio::time::interval_at(
@@ -446,10 +575,15 @@ impl Progress {
             for _tick in 0..u32::MAX {
                 ticks.tick().await;
                 let done = done.load(Ordering::Relaxed);
-                eprintln!(
-                    "{label}: {done}/{total} {unit} ({:.0}/s)",
-                    per_second(done, started.elapsed())
-                );
+                let rate = per_second(done, started.elapsed());
+                if events_per_unit > 1 {
+                    let event_rate = rate * events_per_unit as f64;
+                    eprintln!(
+                        "{label}: {done}/{total} {unit} ({rate:.0}/s, {event_rate:.0} events/s)"
+                    );
+                } else {
+                    eprintln!("{label}: {done}/{total} {unit} ({rate:.0}/s)");
+                }
                 if done >= total {
                     break;
                 }
@@ -507,7 +641,13 @@ async fn run_appends(clients: &[Client], plan: AppendPlan) -> anyhow::Result<App
     let next_append = Arc::new(AtomicU64::new(0));
     let completed = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let _progress = Progress::spawn(plan.label, "appends", completed.clone(), plan.appends);
+    let _progress = Progress::spawn_scaled(
+        plan.label,
+        "appends",
+        completed.clone(),
+        plan.appends,
+        plan.events_per_append,
+    );
     let per_task_capacity = if plan.record_latency {
         usize::try_from(plan.appends / plan.concurrency + 1).unwrap_or(0)
     } else {
@@ -603,10 +743,34 @@ fn check_append_size(events_per_append: u64, size: usize) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn write_flood(target: &Target, args: &WriteFloodArgs) -> anyhow::Result<serde_json::Value> {
+/// One line of `bench write-flood` output.
+#[derive(Serialize, Debug)]
+struct WriteFloodReport {
+    test: &'static str,
+    target: &'static str,
+    clients: u64,
+    connections: u64,
+    /// Appends attempted.
+    requests: u64,
+    streams: u64,
+    /// Events acknowledged.
+    events: u64,
+    events_per_append: u64,
+    size: usize,
+    seconds: f64,
+    events_per_sec: f64,
+    appends_per_sec: f64,
+    /// Of the acknowledged appends.
+    latency_us: LatencySummary,
+    errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_error: Option<String>,
+}
+
+async fn write_flood(target: &Target, args: &WriteFloodArgs) -> anyhow::Result<WriteFloodReport> {
     check_append_size(args.events_per_append, args.size)?;
     wait_until_ready(&target.connection_string, READY_TIMEOUT, false).await?;
-    let clients = connect_many(&target.connection_string, args.connections)?;
+    let clients = connect_warm(&target.connection_string, args.connections).await?;
     eprintln!(
         "write-flood: {} appends of {} x {} bytes by {} clients over {} connections to {} streams",
         args.requests,
@@ -630,22 +794,23 @@ async fn write_flood(target: &Target, args: &WriteFloodArgs) -> anyhow::Result<s
     )
     .await?;
     let events = outcome.succeeded * args.events_per_append;
-    Ok(json!({
-        "test": "write-flood",
-        "target": target.kind,
-        "clients": args.clients,
-        "connections": args.connections,
-        "requests": args.requests,
-        "streams": args.streams,
-        "events": events,
-        "events_per_append": args.events_per_append,
-        "size": args.size,
-        "seconds": outcome.elapsed.as_secs_f64(),
-        "events_per_sec": per_second(events, outcome.elapsed),
-        "appends_per_sec": per_second(outcome.succeeded, outcome.elapsed),
-        "latency_us": latency_summary(outcome.latencies_us),
-        "errors": outcome.failed,
-    }))
+    Ok(WriteFloodReport {
+        test: "write-flood",
+        target: target.kind,
+        clients: args.clients,
+        connections: args.connections,
+        requests: outcome.succeeded + outcome.failed,
+        streams: args.streams,
+        events,
+        events_per_append: args.events_per_append,
+        size: args.size,
+        seconds: seconds(outcome.elapsed),
+        events_per_sec: per_second(events, outcome.elapsed),
+        appends_per_sec: per_second(outcome.succeeded, outcome.elapsed),
+        latency_us: LatencySummary::of(outcome.latencies_us),
+        errors: outcome.failed,
+        first_error: outcome.first_error,
+    })
 }
 
 /// Reads up to `limit` events of `$all` from the start and returns how many there were.
@@ -689,7 +854,7 @@ async fn ensure_all_holds(
     let missing = wanted - present;
     let events_per_append = prewrite_events_per_append(size);
     let appends = missing.div_ceil(events_per_append);
-    let clients = connect_many(connection_string, 4)?;
+    let clients = connect_warm(connection_string, 4).await?;
     eprintln!(
         "prewrite: appending {missing} events of {size} bytes, {events_per_append} per append"
     );
@@ -715,16 +880,25 @@ fn prewrite_events_per_append(size: usize) -> u64 {
     fitting.clamp(1, PREWRITE_EVENTS_PER_APPEND) as u64
 }
 
-async fn read_flood(target: &Target, args: &ReadFloodArgs) -> anyhow::Result<serde_json::Value> {
+/// One line of `bench read-flood` output.
+#[derive(Serialize, Debug)]
+struct ReadFloodReport {
+    test: &'static str,
+    target: &'static str,
+    clients: u64,
+    /// Events read by all readers together.
+    events: u64,
+    events_per_client: u64,
+    /// Events appended before reading because the store held too few.
+    prewritten: u64,
+    seconds: f64,
+    events_per_sec: f64,
+}
+
+async fn read_flood(target: &Target, args: &ReadFloodArgs) -> anyhow::Result<ReadFloodReport> {
     check_append_size(1, args.size)?;
     let prewritten = ensure_all_holds(&target.connection_string, args.events, args.size).await?;
-    let clients = connect_many(&target.connection_string, args.clients)?;
-    for client in &clients {
-        // Connect every reader before the clock starts.
-        read_all_count(client, 1)
-            .await
-            .context("connect a reader")?;
-    }
+    let clients = connect_warm(&target.connection_string, args.clients).await?;
     let total_wanted = args.events * args.clients;
     eprintln!(
         "read-flood: {} readers each reading {} events of $all",
@@ -750,7 +924,7 @@ async fn read_flood(target: &Target, args: &ReadFloodArgs) -> anyhow::Result<ser
                 match stream.next().await.context("read $all")? {
                     Some(_event) => {
                         count += 1;
-                        if count % 4096 == 0 {
+                        if count.is_multiple_of(4096) {
                             read.fetch_add(4096, Ordering::Relaxed);
                         }
                     }
@@ -768,16 +942,16 @@ async fn read_flood(target: &Target, args: &ReadFloodArgs) -> anyhow::Result<ser
     if events_read < total_wanted {
         eprintln!("read-flood: read {events_read} events, fewer than the {total_wanted} wanted");
     }
-    Ok(json!({
-        "test": "read-flood",
-        "target": target.kind,
-        "clients": args.clients,
-        "events": events_read,
-        "events_per_client": args.events,
-        "prewritten": prewritten,
-        "seconds": elapsed.as_secs_f64(),
-        "events_per_sec": per_second(events_read, elapsed),
-    }))
+    Ok(ReadFloodReport {
+        test: "read-flood",
+        target: target.kind,
+        clients: args.clients,
+        events: events_read,
+        events_per_client: args.events,
+        prewritten,
+        seconds: seconds(elapsed),
+        events_per_sec: per_second(events_read, elapsed),
+    })
 }
 
 /// Number of events in `stream` (its last revision + 1), 0 if it does not exist.
@@ -827,7 +1001,24 @@ async fn ensure_stream_holds(
     Ok(outcome.succeeded * events_per_append)
 }
 
-async fn catch_up(target: &Target, args: &CatchUpArgs) -> anyhow::Result<serde_json::Value> {
+/// One line of `bench catch-up` output.
+#[derive(Serialize, Debug)]
+struct CatchUpReport {
+    test: &'static str,
+    target: &'static str,
+    /// `$all` or the stream name.
+    source: String,
+    clients: u64,
+    /// Events seen by all subscriptions together.
+    events: u64,
+    events_per_client: u64,
+    /// Events appended before subscribing because the source held too few.
+    prewritten: u64,
+    seconds: f64,
+    events_per_sec: f64,
+}
+
+async fn catch_up(target: &Target, args: &CatchUpArgs) -> anyhow::Result<CatchUpReport> {
     check_append_size(1, args.size)?;
     let prewritten = match &args.stream {
         Some(stream) => {
@@ -835,13 +1026,7 @@ async fn catch_up(target: &Target, args: &CatchUpArgs) -> anyhow::Result<serde_j
         }
         None => ensure_all_holds(&target.connection_string, args.events, args.size).await?,
     };
-    let clients = connect_many(&target.connection_string, args.clients)?;
-    for client in &clients {
-        // Connect every subscriber before the clock starts.
-        read_all_count(client, 1)
-            .await
-            .context("connect a subscriber")?;
-    }
+    let clients = connect_warm(&target.connection_string, args.clients).await?;
     let source = args.stream.clone().unwrap_or_else(|| "$all".to_owned());
     let total_wanted = args.events * args.clients;
     eprintln!(
@@ -877,7 +1062,7 @@ async fn catch_up(target: &Target, args: &CatchUpArgs) -> anyhow::Result<serde_j
                 match subscription.next_subscription_event().await.context("receive from the subscription")? {
                     SubscriptionEvent::EventAppeared(_event) => {
                         count += 1;
-                        if count % 4096 == 0 {
+                        if count.is_multiple_of(4096) {
                             seen.fetch_add(4096, Ordering::Relaxed);
                         }
                     }
@@ -904,20 +1089,45 @@ async fn catch_up(target: &Target, args: &CatchUpArgs) -> anyhow::Result<serde_j
         Err(_) => bail!("the subscriptions did not see {total_wanted} events within {timeout:?}"),
     };
     let elapsed = started.elapsed();
-    Ok(json!({
-        "test": "catch-up",
-        "target": target.kind,
-        "source": source,
-        "clients": args.clients,
-        "events": events_seen,
-        "events_per_client": args.events,
-        "prewritten": prewritten,
-        "seconds": elapsed.as_secs_f64(),
-        "events_per_sec": per_second(events_seen, elapsed),
-    }))
+    Ok(CatchUpReport {
+        test: "catch-up",
+        target: target.kind,
+        source,
+        clients: args.clients,
+        events: events_seen,
+        events_per_client: args.events,
+        prewritten,
+        seconds: seconds(elapsed),
+        events_per_sec: per_second(events_seen, elapsed),
+    })
 }
 
-async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<serde_json::Value> {
+/// One line of `bench latency` output.
+#[derive(Serialize, Debug)]
+struct LatencyReport {
+    test: &'static str,
+    target: &'static str,
+    requests: u64,
+    size: usize,
+    seconds: f64,
+    appends_per_sec: f64,
+    /// Of the acknowledged appends.
+    latency_us: LatencySummary,
+    errors: u64,
+    fsync: FsyncReport,
+    /// How much an append costs above the fsync it cannot avoid.
+    append_p50_minus_fsync_p50_us: i64,
+}
+
+/// The disk's own latency: 256-byte appends to a file, each followed by `sync_data`.
+#[derive(Serialize, Debug)]
+struct FsyncReport {
+    dir: String,
+    samples: u64,
+    latency_us: LatencySummary,
+}
+
+async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<LatencyReport> {
     check_append_size(1, args.size)?;
     let client = wait_until_ready(&target.connection_string, READY_TIMEOUT, false).await?;
     let stream = format!("bench-latency-{}", uuid::Uuid::new_v4().simple());
@@ -961,7 +1171,8 @@ async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<serde_js
     }
     let elapsed = started.elapsed();
     drop(progress);
-    let append_p50 = median(&latencies_us);
+    let appends = latencies_us.len() as u64;
+    let append_latency = LatencySummary::of(latencies_us);
 
     let fsync_dir = args
         .fsync_dir
@@ -976,32 +1187,23 @@ async fn latency(target: &Target, args: &LatencyArgs) -> anyhow::Result<serde_js
             .await
             .context("the fsync measurement panicked")??
     };
-    let fsync_p50 = median(&fsync_us);
-    Ok(json!({
-        "test": "latency",
-        "target": target.kind,
-        "requests": args.requests,
-        "size": args.size,
-        "seconds": elapsed.as_secs_f64(),
-        "appends_per_sec": per_second(latencies_us.len() as u64, elapsed),
-        "latency_us": latency_summary(latencies_us),
-        "errors": errors,
-        "fsync": {
-            "dir": fsync_dir.display().to_string(),
-            "samples": args.fsync_samples,
-            "latency_us": latency_summary(fsync_us),
+    let fsync_latency = LatencySummary::of(fsync_us);
+    Ok(LatencyReport {
+        test: "latency",
+        target: target.kind,
+        requests: args.requests,
+        size: args.size,
+        seconds: seconds(elapsed),
+        appends_per_sec: per_second(appends, elapsed),
+        append_p50_minus_fsync_p50_us: i64::from(append_latency.p50) - i64::from(fsync_latency.p50),
+        latency_us: append_latency,
+        errors,
+        fsync: FsyncReport {
+            dir: fsync_dir.display().to_string(),
+            samples: args.fsync_samples,
+            latency_us: fsync_latency,
         },
-        "append_p50_minus_fsync_p50_us": i64::from(append_p50) - i64::from(fsync_p50),
-    }))
-}
-
-fn median(samples: &[u32]) -> u32 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    sorted
-        .get(sorted.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or(0)
+    })
 }
 
 /// Appends 256 bytes to a fresh file and `sync_data`s it, `samples` times: the floor under any durable append.
@@ -1043,13 +1245,13 @@ fn restart_config(args: &RestartArgs) -> ServerConfig {
 struct RestartTiming {
     start: Duration,
     ready: Duration,
-    server: RunningServer,
+    server: EmbeddedServer,
     client: Client,
 }
 
 async fn timed_restart(args: &RestartArgs) -> anyhow::Result<RestartTiming> {
     let started = Instant::now();
-    let server = start(restart_config(args))
+    let server = EmbeddedServer::start(restart_config(args))
         .await
         .context("restart the server")?;
     let start_elapsed = started.elapsed();
@@ -1076,12 +1278,49 @@ async fn timed_restart(args: &RestartArgs) -> anyhow::Result<RestartTiming> {
     }
 }
 
-async fn restart(args: &RestartArgs) -> anyhow::Result<serde_json::Value> {
+/// One line of `bench restart` output.
+#[derive(Serialize, Debug)]
+struct RestartReport {
+    test: &'static str,
+    target: &'static str,
+    db: String,
+    /// Events in the tool's fill streams when the restarts were measured.
+    events: u64,
+    standard_projections: bool,
+    /// Events appended by this run to reach `events`.
+    filled: u64,
+    fill_seconds: f64,
+    fill_events_per_sec: f64,
+    clean: RestartMeasurement,
+    /// Absent with `--no-crash`.
+    after_crash: Option<CrashRestartMeasurement>,
+}
+
+#[derive(Serialize, Debug)]
+struct RestartMeasurement {
+    /// Until `start()` returned.
+    start_ms: f64,
+    /// Until a new client's first read of the last event of `$all` was answered.
+    ready_ms: f64,
+}
+
+#[derive(Serialize, Debug)]
+struct CrashRestartMeasurement {
+    start_ms: f64,
+    ready_ms: f64,
+    /// Events acknowledged to the tool just before the crash.
+    acknowledged_events: u64,
+    /// Of those, events readable after the restart.
+    recovered_events: u64,
+    acknowledged_events_survived: bool,
+}
+
+async fn restart(args: &RestartArgs) -> anyhow::Result<RestartReport> {
     check_append_size(args.events_per_append, args.size)?;
     std::fs::create_dir_all(&args.db).with_context(|| format!("create {}", args.db.display()))?;
 
     // Fill: count what the fill streams hold, append what is missing, close cleanly.
-    let server = start(restart_config(args))
+    let server = EmbeddedServer::start(restart_config(args))
         .await
         .context("start the server to fill it")?;
     let filled = fill_for_restart(&server, args).await;
@@ -1091,25 +1330,36 @@ async fn restart(args: &RestartArgs) -> anyhow::Result<serde_json::Value> {
         .context("shut down the filled server");
     let (stored, fill) = filled?;
     closed?;
+    let (filled, fill_elapsed) = fill.unwrap_or((0, Duration::ZERO));
+    let mut report = RestartReport {
+        test: "restart",
+        target: "embedded-disk",
+        db: args.db.display().to_string(),
+        events: stored,
+        standard_projections: !args.no_standard_projections,
+        filled,
+        fill_seconds: seconds(fill_elapsed),
+        fill_events_per_sec: per_second(filled, fill_elapsed),
+        clean: RestartMeasurement {
+            start_ms: 0.0,
+            ready_ms: 0.0,
+        },
+        after_crash: None,
+    };
 
     eprintln!("restart: {stored} events stored, measuring a clean restart");
     let clean = timed_restart(args).await?;
-    let clean_report =
-        json!({ "start_ms": round_ms(clean.start), "ready_ms": round_ms(clean.ready) });
-
+    report.clean = RestartMeasurement {
+        start_ms: millis(clean.start),
+        ready_ms: millis(clean.ready),
+    };
     if args.no_crash {
         clean
             .server
             .shutdown()
             .await
             .context("shut down after the clean restart")?;
-        return Ok(restart_report(
-            args,
-            stored,
-            fill,
-            clean_report,
-            serde_json::Value::Null,
-        ));
+        return Ok(report);
     }
 
     // Crash: acknowledge a few batches after the clean start, stop without the clean close, reopen.
@@ -1124,59 +1374,33 @@ async fn restart(args: &RestartArgs) -> anyhow::Result<serde_json::Value> {
         }
     };
     drop(clean.client);
-    clean.server.crash().await;
-    eprintln!("restart: crashed after {acknowledged} acknowledged events in {crash_stream}, measuring recovery");
+    clean.server.crash().await.context("crash the server")?;
+    eprintln!(
+        "restart: crashed after {acknowledged} acknowledged events in {crash_stream}, measuring recovery"
+    );
     let recovered = timed_restart(args).await?;
-    let survived = stream_length(&recovered.client, &crash_stream).await;
+    let recovered_events = stream_length(&recovered.client, &crash_stream).await;
     let closed = recovered
         .server
         .shutdown()
         .await
         .context("shut down after the crash restart");
-    let survived = survived?;
+    let recovered_events = recovered_events?;
     closed?;
-    let crash_report = json!({
-        "start_ms": round_ms(recovered.start),
-        "ready_ms": round_ms(recovered.ready),
-        "acknowledged_events": acknowledged,
-        "recovered_events": survived,
-        "acknowledged_events_survived": survived >= acknowledged,
+    report.after_crash = Some(CrashRestartMeasurement {
+        start_ms: millis(recovered.start),
+        ready_ms: millis(recovered.ready),
+        acknowledged_events: acknowledged,
+        recovered_events,
+        acknowledged_events_survived: recovered_events >= acknowledged,
     });
-    Ok(restart_report(
-        args,
-        stored,
-        fill,
-        clean_report,
-        crash_report,
-    ))
-}
-
-fn restart_report(
-    args: &RestartArgs,
-    stored: u64,
-    fill: Option<(u64, Duration)>,
-    clean: serde_json::Value,
-    after_crash: serde_json::Value,
-) -> serde_json::Value {
-    let (filled, fill_elapsed) = fill.unwrap_or((0, Duration::ZERO));
-    json!({
-        "test": "restart",
-        "target": "embedded-disk",
-        "db": args.db.display().to_string(),
-        "events": stored,
-        "standard_projections": !args.no_standard_projections,
-        "filled": filled,
-        "fill_seconds": fill_elapsed.as_secs_f64(),
-        "fill_events_per_sec": per_second(filled, fill_elapsed),
-        "clean": clean,
-        "after_crash": after_crash,
-    })
+    Ok(report)
 }
 
 /// Counts the events in the fill streams and appends what is missing. Returns the events stored afterwards and,
 /// if it wrote any, how many and how long it took.
 async fn fill_for_restart(
-    server: &RunningServer,
+    server: &EmbeddedServer,
     args: &RestartArgs,
 ) -> anyhow::Result<(u64, Option<(u64, Duration)>)> {
     let connection_string = server.connection_string();
@@ -1204,7 +1428,7 @@ async fn fill_for_restart(
         "restart: filling {missing} events, {} per append, {} tasks",
         args.events_per_append, args.fill_clients
     );
-    let clients = connect_many(&connection_string, args.connections)?;
+    let clients = connect_warm(&connection_string, args.connections).await?;
     let outcome = run_appends(
         &clients,
         AppendPlan {
@@ -1247,15 +1471,46 @@ mod tests {
 
     #[test]
     fn latency_summary_uses_nearest_rank() {
-        let summary = latency_summary((1..=1000).collect());
-        assert_eq!(
-            summary,
-            json!({ "p50": 500, "p99": 990, "p999": 999, "max": 1000 })
-        );
-        assert_eq!(
-            latency_summary(Vec::new()),
-            json!({ "p50": 0, "p99": 0, "p999": 0, "max": 0 })
-        );
+        let expected = [
+            ((1..=1000).collect::<Vec<u32>>(), (500, 990, 999, 1000)),
+            ((1..=10).rev().collect(), (5, 10, 10, 10)),
+            (vec![7], (7, 7, 7, 7)),
+            (Vec::new(), (0, 0, 0, 0)),
+        ];
+        for (samples, (p50, p99, p999, max)) in expected {
+            let summary = LatencySummary::of(samples.clone());
+            assert_eq!(
+                summary,
+                LatencySummary {
+                    p50,
+                    p99,
+                    p999,
+                    max
+                },
+                "{samples:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn quick_discovery_is_added_once() {
+        let cases = [
+            (
+                "esdb://127.0.0.1:2113?tls=false",
+                "esdb://127.0.0.1:2113?tls=false&discoveryInterval=1",
+            ),
+            (
+                "esdb://127.0.0.1:2113",
+                "esdb://127.0.0.1:2113?discoveryInterval=1",
+            ),
+            (
+                "esdb://h:1?discoveryinterval=20",
+                "esdb://h:1?discoveryinterval=20",
+            ),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(with_quick_discovery(given), expected);
+        }
     }
 
     #[test]

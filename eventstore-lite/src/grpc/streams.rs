@@ -555,10 +555,19 @@ impl streams_server::Streams for StreamsService {
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel::<Result<BatchAppendResp, Status>>(256);
         let store = self.store.clone();
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut pending: HashMap<Vec<u8>, PendingBatch> = HashMap::new();
             loop {
-                let message = match incoming.message().await {
+                // The client keeps this session open for ever: end it on shutdown, as subscriptions are.
+                let next = tokio::select! {
+                    next = incoming.message() => next,
+                    () = shutdown.cancelled() => {
+                        let _ = tx.send(Err(server_unavailable("Server Is Shutting Down"))).await;
+                        break;
+                    }
+                };
+                let message = match next {
                     Ok(Some(message)) => message,
                     Ok(None) => break,
                     Err(status) => {

@@ -1,0 +1,15 @@
+//! Integration tests: eventstore-lite started in-process on a random port, driven only through the official
+//! `eventstore` client (and raw HTTP/1.1 for the HTTP endpoints).
+
+mod helpers;
+
+mod append;
+mod bad_input;
+mod delete;
+mod http_endpoints;
+mod metadata;
+mod projections;
+mod read;
+mod server_features;
+mod storage;
+mod subscriptions;
