@@ -3,7 +3,8 @@
 //! printing one JSON line on stdout (progress goes to stderr).
 //!
 //! Every test talks to a server given by `--connection-string`, or, with `--embedded` and no connection
-//! string, to a server started in this process (durable in a temporary directory unless `--db` or `--mem-db`).
+//! string, to a server started in this process on a runtime of its own (durable in a temporary directory
+//! unless `--db` or `--mem-db`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -335,8 +336,8 @@ impl Target {
     }
 }
 
-/// A server started in this process on a runtime of its own, so that it does not share worker threads with
-/// the load, as it would not if it ran as a separate process.
+/// A server started in this process on a tokio runtime of its own: the server and the load then do not share
+/// worker threads, as when the server runs as a separate process.
 struct EmbeddedServer {
     /// Always `Some` until `shutdown` or `crash` takes it.
     runtime: Option<tokio::runtime::Runtime>,
@@ -397,8 +398,8 @@ impl EmbeddedServer {
 
 impl Drop for EmbeddedServer {
     fn drop(&mut self) {
-        // Reached only on an early return; dropping a runtime inside async code would panic, so let its
-        // threads wind down in the background.
+        // A runtime still here means an early return skipped `shutdown`; dropping a runtime inside async
+        // code would panic, so let its threads wind down in the background.
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }

@@ -26,7 +26,7 @@ use super::{
 /// Requests taken into one batch at most (group commit).
 const MAX_BATCH_REQUESTS: usize = 2048;
 /// A durable index checkpoint at least this often...
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 /// ...or after this many log bytes, which bounds the log replayed at start-up.
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 /// Event ids remembered for idempotent appends with expected revision `any`.
