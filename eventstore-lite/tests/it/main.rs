@@ -10,6 +10,7 @@ mod http_endpoints;
 mod metadata;
 mod projections;
 mod read;
+mod security;
 mod server_features;
 mod storage;
 mod subscriptions;
