@@ -408,6 +408,27 @@ fn authorize(
     }
 }
 
+impl StreamsService {
+    /// Delete and Tombstone share everything but the kind of deletion.
+    async fn delete_stream(
+        &self,
+        principal: &Principal,
+        options: Option<delete_req::Options>,
+        tombstone: bool,
+    ) -> Result<Option<Position>, Status> {
+        let options = options.ok_or_else(|| required("options"))?;
+        let stream = stream_name(options.stream_identifier)?;
+        let expected = delete_expected(options.expected_stream_revision)?;
+        authorize(principal, &self.store, Operation::Delete, &stream)?;
+        let result = self.store.delete(stream.clone(), expected, tombstone).await;
+        let result = result.map_err(|e| write_error("Delete", &stream, e))?;
+        Ok(result.position.map(|p| Position {
+            commit_position: p,
+            prepare_position: p,
+        }))
+    }
+}
+
 #[tonic::async_trait]
 impl streams_server::Streams for StreamsService {
     type ReadStream = ReadStream;
@@ -504,20 +525,10 @@ impl streams_server::Streams for StreamsService {
 
     async fn delete(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
         let principal = principal(&request);
-        let options = request
-            .into_inner()
-            .options
-            .ok_or_else(|| required("options"))?;
-        let stream = stream_name(options.stream_identifier)?;
-        let expected = delete_expected(options.expected_stream_revision)?;
-        authorize(&principal, &self.store, Operation::Delete, &stream)?;
-        let result = self.store.delete(stream.clone(), expected, false).await;
-        let result = result.map_err(|e| write_error("Delete", &stream, e))?;
-        let position_option = Some(match result.position {
-            Some(p) => delete_resp::PositionOption::Position(Position {
-                commit_position: p,
-                prepare_position: p,
-            }),
+        let options = request.into_inner().options;
+        let position = self.delete_stream(&principal, options, false).await?;
+        let position_option = Some(match position {
+            Some(p) => delete_resp::PositionOption::Position(p),
             None => delete_resp::PositionOption::NoPosition(proto::Empty {}),
         });
         Ok(Response::new(DeleteResp { position_option }))
@@ -528,20 +539,10 @@ impl streams_server::Streams for StreamsService {
         request: Request<TombstoneReq>,
     ) -> Result<Response<TombstoneResp>, Status> {
         let principal = principal(&request);
-        let options = request
-            .into_inner()
-            .options
-            .ok_or_else(|| required("options"))?;
-        let stream = stream_name(options.stream_identifier)?;
-        let expected = delete_expected(options.expected_stream_revision)?;
-        authorize(&principal, &self.store, Operation::Delete, &stream)?;
-        let result = self.store.delete(stream.clone(), expected, true).await;
-        let result = result.map_err(|e| write_error("Delete", &stream, e))?;
-        let position_option = Some(match result.position {
-            Some(p) => tombstone_resp::PositionOption::Position(Position {
-                commit_position: p,
-                prepare_position: p,
-            }),
+        let options = request.into_inner().options;
+        let position = self.delete_stream(&principal, options, true).await?;
+        let position_option = Some(match position {
+            Some(p) => tombstone_resp::PositionOption::Position(p),
             None => tombstone_resp::PositionOption::NoPosition(proto::Empty {}),
         });
         Ok(Response::new(TombstoneResp { position_option }))
