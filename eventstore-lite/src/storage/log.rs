@@ -9,6 +9,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use bytes::Bytes;
 use parking_lot::RwLock;
 
 use super::record::{decode_frame, Frame, FrameError};
@@ -134,13 +135,14 @@ impl Log {
         let mut buf = vec![0u8; 4096.min(end.saturating_sub(position) as usize)];
         let n = self.read_at(&mut buf, position)?;
         buf.truncate(n);
+        let buf = Bytes::from(buf);
         match decode_frame(&buf, position) {
             Ok(frame) => Ok(frame),
             Err(FrameError::Incomplete { needed }) if position + needed as u64 <= end => {
-                buf.resize(needed, 0);
+                let mut buf = vec![0u8; needed];
                 let n = self.read_at(&mut buf, position)?;
                 buf.truncate(n);
-                decode_frame(&buf, position).map_err(|e| corrupt(position, e))
+                decode_frame(&Bytes::from(buf), position).map_err(|e| corrupt(position, e))
             }
             Err(e) => Err(corrupt(position, e)),
         }
@@ -152,8 +154,9 @@ impl Log {
             log: self,
             next: from,
             end,
-            buf: Vec::new(),
+            buf: Bytes::new(),
             buf_start: from,
+            chunk: FIRST_SCAN_CHUNK,
         }
     }
 }
@@ -165,7 +168,9 @@ fn corrupt(position: u64, error: FrameError) -> io::Error {
     )
 }
 
-const SCAN_CHUNK: usize = 1 << 20;
+/// A scan reads 64 KiB first and doubles its reads up to 4 MiB: short reads stay cheap, long ones stream.
+const FIRST_SCAN_CHUNK: usize = 64 * 1024;
+const MAX_SCAN_CHUNK: usize = 4 * 1024 * 1024;
 
 /// Iterator over records, yielding `Err` at the first damaged or incomplete one (the caller decides if that is a
 /// torn tail or corruption).
@@ -173,8 +178,9 @@ pub struct Scan<'a> {
     log: &'a Log,
     next: u64,
     end: u64,
-    buf: Vec<u8>,
+    buf: Bytes,
     buf_start: u64,
+    chunk: usize,
 }
 
 impl Scan<'_> {
@@ -185,11 +191,13 @@ impl Scan<'_> {
 
     fn fill(&mut self, at_least: usize) -> io::Result<()> {
         let want = at_least
-            .max(SCAN_CHUNK)
+            .max(self.chunk)
             .min((self.end - self.next) as usize);
-        self.buf.resize(want, 0);
-        let n = self.log.read_at(&mut self.buf, self.next)?;
-        self.buf.truncate(n);
+        self.chunk = (self.chunk * 2).min(MAX_SCAN_CHUNK);
+        let mut buf = vec![0u8; want];
+        let n = self.log.read_at(&mut buf, self.next)?;
+        buf.truncate(n);
+        self.buf = Bytes::from(buf);
         self.buf_start = self.next;
         Ok(())
     }
@@ -209,7 +217,7 @@ impl Iterator for Scan<'_> {
             }
             offset = 0;
         }
-        let result = match decode_frame(&self.buf[offset..], self.next) {
+        let result = match decode_frame(&self.buf.slice(offset..), self.next) {
             Err(FrameError::Incomplete { needed }) => {
                 if self.fill(needed).is_err() {
                     return Some(Err((self.next, FrameError::Corrupt)));

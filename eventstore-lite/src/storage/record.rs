@@ -99,7 +99,7 @@ pub fn frame_len_from_trailer(trailer: [u8; 4]) -> usize {
 }
 
 /// Decodes the frame at the start of `buf`, which sits at log `position`.
-pub fn decode_frame(buf: &[u8], position: u64) -> Result<Frame, FrameError> {
+pub fn decode_frame(buf: &Bytes, position: u64) -> Result<Frame, FrameError> {
     if buf.len() < FRAME_HEADER_LEN {
         return Err(FrameError::Incomplete {
             needed: FRAME_HEADER_LEN,
@@ -114,18 +114,20 @@ pub fn decode_frame(buf: &[u8], position: u64) -> Result<Frame, FrameError> {
         return Err(FrameError::Incomplete { needed: len });
     }
     let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    let payload = &buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + payload_len];
+    let payload = buf.slice(FRAME_HEADER_LEN..FRAME_HEADER_LEN + payload_len);
     if buf[len - 4..len] != buf[0..4] {
         return Err(FrameError::Corrupt);
     }
-    if crc32c::crc32c(payload) != crc {
+    if crc32c::crc32c(&payload) != crc {
         return Err(FrameError::Corrupt);
     }
     let (event, commit) = decode_payload(payload, position).ok_or(FrameError::Corrupt)?;
     Ok(Frame { event, commit, len })
 }
 
-fn decode_payload(mut p: &[u8], position: u64) -> Option<(StoredEvent, bool)> {
+/// Decodes a checksummed payload. Data and metadata are slices of `payload`, not copies.
+fn decode_payload(payload: Bytes, position: u64) -> Option<(StoredEvent, bool)> {
+    let mut p = &payload[..];
     let flags = p.get_u8();
     let revision = p.get_u64_le();
     let created = p.get_i64_le();
@@ -141,10 +143,8 @@ fn decode_payload(mut p: &[u8], position: u64) -> Option<(StoredEvent, bool)> {
     let stream = std::str::from_utf8(&p[..stream_len]).ok()?.to_owned();
     p.advance(stream_len);
     let event_type = std::str::from_utf8(&p[..type_len]).ok()?.to_owned();
-    p.advance(type_len);
-    let metadata = Bytes::copy_from_slice(&p[..meta_len]);
-    p.advance(meta_len);
-    let data = Bytes::copy_from_slice(&p[..data_len]);
+    let meta_start = FIXED_PAYLOAD_LEN + stream_len + type_len;
+    let data_start = meta_start + meta_len;
     let event = StoredEvent {
         stream,
         revision,
@@ -153,8 +153,8 @@ fn decode_payload(mut p: &[u8], position: u64) -> Option<(StoredEvent, bool)> {
         event_type,
         is_json: flags & FLAG_JSON != 0,
         created,
-        metadata,
-        data,
+        metadata: payload.slice(meta_start..data_start),
+        data: payload.slice(data_start..data_start + data_len),
     };
     Some((event, flags & FLAG_COMMIT != 0))
 }
@@ -182,7 +182,7 @@ mod tests {
         let mut buf = Vec::new();
         sample().encode(true, &mut buf);
         assert_eq!(buf.len(), sample().framed_len());
-        let frame = decode_frame(&buf, 16).expect("valid frame");
+        let frame = decode_frame(&Bytes::from(buf.clone()), 16).expect("valid frame");
         assert_eq!(frame.event, sample());
         assert!(frame.commit);
         assert_eq!(frame.len, buf.len());
@@ -195,7 +195,7 @@ mod tests {
         for cut in 0..buf.len() {
             assert!(
                 matches!(
-                    decode_frame(&buf[..cut], 16),
+                    decode_frame(&Bytes::copy_from_slice(&buf[..cut]), 16),
                     Err(FrameError::Incomplete { .. })
                 ),
                 "cut at {cut}"
@@ -203,6 +203,9 @@ mod tests {
         }
         let last = buf.len() - 1;
         buf[last] ^= 0xff;
-        assert_eq!(decode_frame(&buf, 16).err(), Some(FrameError::Corrupt));
+        assert_eq!(
+            decode_frame(&Bytes::from(buf), 16).err(),
+            Some(FrameError::Corrupt)
+        );
     }
 }
