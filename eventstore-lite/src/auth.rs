@@ -39,6 +39,11 @@ impl Principal {
         self.auth
     }
 
+    /// The authenticated user's name, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
     fn is_admin(&self) -> bool {
         self.groups.iter().any(|g| g == "$admins")
     }

@@ -4,6 +4,7 @@
 //! - [`config`]: `ServerConfig` and the command line.
 //! - `grpc`: the generated protocol types and the gRPC services.
 //! - `http`: `/health/live`, `/info`, `/stats`, `/metrics`.
+//! - `persistent`: persistent subscription groups (competing consumers).
 //! - `auth`: Basic authentication and stream ACLs.
 //! - `server`: listener, TLS, routing, graceful shutdown.
 //! - [`bench`]: the load tool behind `eventstore-lite bench`.
@@ -13,6 +14,7 @@ pub mod bench;
 pub mod config;
 mod grpc;
 mod http;
+mod persistent;
 mod server;
 pub mod storage;
 

@@ -23,7 +23,10 @@ use tower::ServiceExt;
 
 use crate::auth::{Principal, Users};
 use crate::grpc::features::{FeaturesService, GossipService};
+use crate::grpc::persistent::PersistentService;
 use crate::grpc::proto::gossip::gossip_server::GossipServer;
+use crate::grpc::proto::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer;
+use crate::persistent::Subsystem;
 use crate::grpc::proto::server_features::server_features_server::ServerFeaturesServer;
 use crate::grpc::proto::streams::streams_server::StreamsServer;
 use crate::grpc::streams::StreamsService;
@@ -41,6 +44,7 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     connections: TaskTracker,
     accept_loop: tokio::task::JoinHandle<()>,
+    subsystem: Arc<Subsystem>,
     store: Store,
 }
 
@@ -65,6 +69,7 @@ impl RunningServer {
 
     /// Stops accepting, ends open streams, waits for connections to drain, then flushes and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.subsystem.shutdown().await;
         self.stop_serving().await;
         self.store.close().await;
         Ok(())
@@ -131,6 +136,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         )
     });
 
+    let subsystem = Arc::new(
+        Subsystem::start(store.clone()).await.context("cannot start the persistent subscriptions")?,
+    );
     let streams = StreamsService::new(store.clone(), shutdown.clone());
     let live_subscriptions = streams.live_subscriptions.clone();
     let grpc = tonic::service::Routes::new(
@@ -138,6 +146,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .max_decoding_message_size(MAX_APPEND_SIZE + 1024 * 1024)
             .max_encoding_message_size(usize::MAX),
     )
+    .add_service(PersistentSubscriptionsServer::new(PersistentService::new(subsystem.clone())))
     .add_service(ServerFeaturesServer::new(FeaturesService))
     .add_service(GossipServer::new(GossipService {
         advertised: addr,
@@ -183,6 +192,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         shutdown,
         connections,
         accept_loop,
+        subsystem,
         store,
     })
 }

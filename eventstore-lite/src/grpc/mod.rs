@@ -2,6 +2,7 @@
 //! error conventions (status codes, messages and `exception` metadata), and the services.
 
 pub mod features;
+pub mod persistent;
 pub mod streams;
 
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -24,6 +25,9 @@ pub mod proto {
             tonic::include_proto!("event_store.client");
             pub mod streams {
                 tonic::include_proto!("event_store.client.streams");
+            }
+            pub mod persistent_subscriptions {
+                tonic::include_proto!("event_store.client.persistent_subscriptions");
             }
             pub mod server_features {
                 tonic::include_proto!("event_store.client.server_features");
@@ -106,7 +110,7 @@ pub fn stream_identifier(name: &str) -> StreamIdentifier {
     }
 }
 
-fn with_exception(
+pub(crate) fn with_exception(
     code: Code,
     message: impl Into<String>,
     exception: &str,
