@@ -26,11 +26,11 @@ use crate::grpc::features::{FeaturesService, GossipService};
 use crate::grpc::persistent::PersistentService;
 use crate::grpc::proto::gossip::gossip_server::GossipServer;
 use crate::grpc::proto::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer;
-use crate::persistent::Subsystem;
 use crate::grpc::proto::server_features::server_features_server::ServerFeaturesServer;
 use crate::grpc::proto::streams::streams_server::StreamsServer;
 use crate::grpc::streams::StreamsService;
 use crate::http::{self, HttpState};
+use crate::persistent::Subsystem;
 use crate::storage::{Store, StoreOptions, MAX_APPEND_SIZE};
 use crate::{ServerConfig, StorageLocation};
 
@@ -137,7 +137,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     });
 
     let subsystem = Arc::new(
-        Subsystem::start(store.clone()).await.context("cannot start the persistent subscriptions")?,
+        Subsystem::start(store.clone())
+            .await
+            .context("cannot start the persistent subscriptions")?,
     );
     let streams = StreamsService::new(store.clone(), shutdown.clone());
     let live_subscriptions = streams.live_subscriptions.clone();
@@ -146,7 +148,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .max_decoding_message_size(MAX_APPEND_SIZE + 1024 * 1024)
             .max_encoding_message_size(usize::MAX),
     )
-    .add_service(PersistentSubscriptionsServer::new(PersistentService::new(subsystem.clone())))
+    .add_service(PersistentSubscriptionsServer::new(PersistentService::new(
+        subsystem.clone(),
+    )))
     .add_service(ServerFeaturesServer::new(FeaturesService))
     .add_service(GossipServer::new(GossipService {
         advertised: addr,

@@ -7,14 +7,17 @@ use futures::Stream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::proto::persistent_subscriptions::{
-    self as ps, all_options, filter_options, group_options, get_info_req, list_req, persistent_subscriptions_server,
-    read_req, read_resp, replay_parked_req, settings, stream_options, subscription_info, CreateReq, CreateResp,
-    DeleteReq, DeleteResp, GetInfoReq, GetInfoResp, GroupOptions, ListReq, ListResp, ReadReq, ReadResp,
-    ReplayParkedReq, ReplayParkedResp, SubscriptionInfo, UpdateReq, UpdateResp,
+    self as ps, all_options, filter_options, get_info_req, group_options, list_req,
+    persistent_subscriptions_server, read_req, read_resp, replay_parked_req, settings,
+    stream_options, subscription_info, CreateReq, CreateResp, DeleteReq, DeleteResp, GetInfoReq,
+    GetInfoResp, GroupOptions, ListReq, ListResp, ReadReq, ReadResp, ReplayParkedReq,
+    ReplayParkedResp, SubscriptionInfo, UpdateReq, UpdateResp,
 };
 use super::proto::{self, Empty};
 use super::streams::recorded_event;
-use super::{invalid_argument, principal, required, stream_name, uuid_from_proto, with_exception, UuidFormat};
+use super::{
+    invalid_argument, principal, required, stream_name, uuid_from_proto, with_exception, UuidFormat,
+};
 use crate::auth::Principal;
 use crate::persistent::config::{FilterSpec, GroupConfig, Settings, StartFrom, Strategy, ALL};
 use crate::persistent::group::{ConsumerInfo, Delivery, DropReason, GroupInfo, NackAction};
@@ -39,21 +42,33 @@ fn status(error: PersistentError) -> Status {
             Code::AlreadyExists,
             error.to_string(),
             "persistent-subscription-exists",
-            &[("stream-name", stream.clone()), ("group-name", group.clone())],
+            &[
+                ("stream-name", stream.clone()),
+                ("group-name", group.clone()),
+            ],
         ),
         PersistentError::NotFound { stream, group } => with_exception(
             Code::NotFound,
             error.to_string(),
             "persistent-subscription-does-not-exist",
-            &[("stream-name", stream.clone()), ("group-name", group.clone())],
+            &[
+                ("stream-name", stream.clone()),
+                ("group-name", group.clone()),
+            ],
         ),
-        PersistentError::MaximumSubscribersReached => {
-            with_exception(Code::FailedPrecondition, error.to_string(), "maximum-subscribers-reached", &[])
-        }
+        PersistentError::MaximumSubscribersReached => with_exception(
+            Code::FailedPrecondition,
+            error.to_string(),
+            "maximum-subscribers-reached",
+            &[],
+        ),
         PersistentError::Invalid(message) => invalid_argument(message.clone()),
-        PersistentError::Failed(message) => {
-            with_exception(Code::Internal, message.clone(), "persistent-subscription-failed", &[])
-        }
+        PersistentError::Failed(message) => with_exception(
+            Code::Internal,
+            message.clone(),
+            "persistent-subscription-failed",
+            &[],
+        ),
     }
 }
 
@@ -63,7 +78,10 @@ fn dropped(reason: DropReason, stream: &str, group: &str) -> Status {
             Code::Cancelled,
             format!("Persistent subscription group '{group}' on stream '{stream}' was deleted."),
             "persistent-subscription-dropped",
-            &[("stream-name", stream.to_owned()), ("group-name", group.to_owned())],
+            &[
+                ("stream-name", stream.to_owned()),
+                ("group-name", group.to_owned()),
+            ],
         ),
         DropReason::Stopped => with_exception(
             Code::Cancelled,
@@ -77,21 +95,31 @@ fn dropped(reason: DropReason, stream: &str, group: &str) -> Status {
 }
 
 fn non_negative(value: i32, name: &str) -> Result<u32, Status> {
-    u32::try_from(value).map_err(|_| invalid_argument(format!("{name} must not be negative (got {value})")))
+    u32::try_from(value)
+        .map_err(|_| invalid_argument(format!("{name} must not be negative (got {value})")))
 }
 
 fn settings_from(s: Option<ps::Settings>) -> Result<Settings, Status> {
-    let Some(s) = s else { return Err(required("settings")) };
+    let Some(s) = s else {
+        return Err(required("settings"));
+    };
     let strategy = if !s.consumer_strategy.is_empty() {
-        Strategy::parse(&s.consumer_strategy)
-            .ok_or_else(|| invalid_argument(format!("unknown consumer strategy '{}'", s.consumer_strategy)))?
+        Strategy::parse(&s.consumer_strategy).ok_or_else(|| {
+            invalid_argument(format!(
+                "unknown consumer strategy '{}'",
+                s.consumer_strategy
+            ))
+        })?
     } else {
         match ps::ConsumerStrategy::try_from(s.named_consumer_strategy) {
             Ok(ps::ConsumerStrategy::DispatchToSingle) => Strategy::DispatchToSingle,
             Ok(ps::ConsumerStrategy::RoundRobin) => Strategy::RoundRobin,
             Ok(ps::ConsumerStrategy::Pinned) => Strategy::Pinned,
             Err(_) => {
-                return Err(invalid_argument(format!("unknown consumer strategy {}", s.named_consumer_strategy)))
+                return Err(invalid_argument(format!(
+                    "unknown consumer strategy {}",
+                    s.named_consumer_strategy
+                )))
             }
         }
     };
@@ -101,7 +129,9 @@ fn settings_from(s: Option<ps::Settings>) -> Result<Settings, Status> {
         None => Settings::default().message_timeout_ms,
     };
     let checkpoint_after_ms = match s.checkpoint_after {
-        Some(settings::CheckpointAfter::CheckpointAfterTicks(t)) => (t.max(0) / TICKS_PER_MS) as u64,
+        Some(settings::CheckpointAfter::CheckpointAfterTicks(t)) => {
+            (t.max(0) / TICKS_PER_MS) as u64
+        }
         Some(settings::CheckpointAfter::CheckpointAfterMs(ms)) => ms.max(0) as u64,
         None => Settings::default().checkpoint_after_ms,
     };
@@ -146,11 +176,16 @@ fn group_from(options: GroupOptions) -> Result<GroupConfig, Status> {
             };
             let filter = match a.filter_option {
                 Some(all_options::FilterOption::Filter(f)) => {
-                    let (on_event_type, expression) = match f.filter.ok_or_else(|| required("filter"))? {
-                        filter_options::Filter::StreamIdentifier(e) => (false, e),
-                        filter_options::Filter::EventType(e) => (true, e),
-                    };
-                    Some(FilterSpec { on_event_type, regex: expression.regex, prefixes: expression.prefix })
+                    let (on_event_type, expression) =
+                        match f.filter.ok_or_else(|| required("filter"))? {
+                            filter_options::Filter::StreamIdentifier(e) => (false, e),
+                            filter_options::Filter::EventType(e) => (true, e),
+                        };
+                    Some(FilterSpec {
+                        on_event_type,
+                        regex: expression.regex,
+                        prefixes: expression.prefix,
+                    })
                 }
                 _ => None,
             };
@@ -159,14 +194,27 @@ fn group_from(options: GroupOptions) -> Result<GroupConfig, Status> {
         None => {
             // Older clients: the deprecated top-level stream identifier and settings.revision.
             let name = stream_name(options.stream_identifier)?;
-            let start = if settings_revision == u64::MAX { StartFrom::End } else { StartFrom::Revision(settings_revision) };
+            let start = if settings_revision == u64::MAX {
+                StartFrom::End
+            } else {
+                StartFrom::Revision(settings_revision)
+            };
             (name, start, None)
         }
     };
-    Ok(GroupConfig { stream, group: options.group_name, start_from, filter, settings })
+    Ok(GroupConfig {
+        stream,
+        group: options.group_name,
+        start_from,
+        filter,
+        settings,
+    })
 }
 
-fn target_of(stream_identifier: Option<proto::StreamIdentifier>, all: bool) -> Result<String, Status> {
+fn target_of(
+    stream_identifier: Option<proto::StreamIdentifier>,
+    all: bool,
+) -> Result<String, Status> {
     if all {
         Ok(ALL.to_owned())
     } else {
@@ -233,14 +281,21 @@ fn subscription_info(info: GroupInfo) -> SubscriptionInfo {
         live_buffer_count: if info.live { info.buffered as i64 } else { 0 },
         retry_buffer_count: clamp(info.retry_buffered as u64),
         total_in_flight_messages: clamp(info.in_flight as u64),
-        outstanding_messages_count: clamp((info.in_flight + info.buffered + info.retry_buffered) as u64),
+        outstanding_messages_count: clamp(
+            (info.in_flight + info.buffered + info.retry_buffered) as u64,
+        ),
         named_consumer_strategy: s.strategy.name().to_owned(),
         max_subscriber_count: clamp(s.max_subscriber_count.into()),
         parked_message_count: info.parked as i64,
     }
 }
 
-fn persistent_event(item: &ResolvedItem, resolve: bool, retry_count: u32, format: UuidFormat) -> ReadResp {
+fn persistent_event(
+    item: &ResolvedItem,
+    resolve: bool,
+    retry_count: u32,
+    format: UuidFormat,
+) -> ReadResp {
     let convert = |e: &crate::storage::StoredEvent| {
         let r = recorded_event(e, format);
         read_resp::read_event::RecordedEvent {
@@ -255,7 +310,10 @@ fn persistent_event(item: &ResolvedItem, resolve: bool, retry_count: u32, format
         }
     };
     let (event, link) = if resolve && item.is_link {
-        (item.target.as_ref().map(convert), Some(convert(&item.record)))
+        (
+            item.target.as_ref().map(convert),
+            Some(convert(&item.record)),
+        )
     } else {
         (Some(convert(&item.record)), None)
     };
@@ -263,14 +321,20 @@ fn persistent_event(item: &ResolvedItem, resolve: bool, retry_count: u32, format
         content: Some(read_resp::Content::Event(read_resp::ReadEvent {
             event,
             link,
-            position: Some(read_resp::read_event::Position::CommitPosition(item.record.position)),
-            count: Some(read_resp::read_event::Count::RetryCount(i32::try_from(retry_count).unwrap_or(i32::MAX))),
+            position: Some(read_resp::read_event::Position::CommitPosition(
+                item.record.position,
+            )),
+            count: Some(read_resp::read_event::Count::RetryCount(
+                i32::try_from(retry_count).unwrap_or(i32::MAX),
+            )),
         })),
     }
 }
 
 fn ids_from(ids: Vec<proto::Uuid>) -> Result<Vec<uuid::Uuid>, Status> {
-    ids.into_iter().map(|id| uuid_from_proto(Some(id))).collect()
+    ids.into_iter()
+        .map(|id| uuid_from_proto(Some(id)))
+        .collect()
 }
 
 fn authorize_admin(principal: &Principal) -> Result<(), Status> {
@@ -289,7 +353,10 @@ impl persistent_subscriptions_server::PersistentSubscriptions for PersistentServ
 
     async fn create(&self, request: Request<CreateReq>) -> Result<Response<CreateResp>, Status> {
         authorize_admin(&principal(&request))?;
-        let options = request.into_inner().options.ok_or_else(|| required("options"))?;
+        let options = request
+            .into_inner()
+            .options
+            .ok_or_else(|| required("options"))?;
         let config = group_from(options)?;
         self.subsystem.create(config).await.map_err(status)?;
         Ok(Response::new(CreateResp {}))
@@ -297,27 +364,47 @@ impl persistent_subscriptions_server::PersistentSubscriptions for PersistentServ
 
     async fn update(&self, request: Request<UpdateReq>) -> Result<Response<UpdateResp>, Status> {
         authorize_admin(&principal(&request))?;
-        let options = request.into_inner().options.ok_or_else(|| required("options"))?;
+        let options = request
+            .into_inner()
+            .options
+            .ok_or_else(|| required("options"))?;
         let config = group_from(options)?;
-        self.subsystem.update(&config.stream, &config.group, config.settings).await.map_err(status)?;
+        self.subsystem
+            .update(&config.stream, &config.group, config.settings)
+            .await
+            .map_err(status)?;
         Ok(Response::new(UpdateResp {}))
     }
 
     async fn delete(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
         authorize_admin(&principal(&request))?;
-        let options = request.into_inner().options.ok_or_else(|| required("options"))?;
+        let options = request
+            .into_inner()
+            .options
+            .ok_or_else(|| required("options"))?;
         let stream = match options.stream_option {
-            Some(ps::delete_req::options::StreamOption::StreamIdentifier(id)) => stream_name(Some(id))?,
+            Some(ps::delete_req::options::StreamOption::StreamIdentifier(id)) => {
+                stream_name(Some(id))?
+            }
             Some(ps::delete_req::options::StreamOption::All(_)) => ALL.to_owned(),
             None => return Err(required("stream_option")),
         };
-        self.subsystem.delete(&stream, &options.group_name).await.map_err(status)?;
+        self.subsystem
+            .delete(&stream, &options.group_name)
+            .await
+            .map_err(status)?;
         Ok(Response::new(DeleteResp {}))
     }
 
-    async fn read(&self, request: Request<Streaming<ReadReq>>) -> Result<Response<ReadStream>, Status> {
+    async fn read(
+        &self,
+        request: Request<Streaming<ReadReq>>,
+    ) -> Result<Response<ReadStream>, Status> {
         let principal = principal(&request);
-        let from = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let from = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let connection_name = request
             .metadata()
             .get("connection-name")
@@ -325,7 +412,10 @@ impl persistent_subscriptions_server::PersistentSubscriptions for PersistentServ
             .unwrap_or_default()
             .to_owned();
         let mut incoming = request.into_inner();
-        let first = incoming.message().await?.ok_or_else(|| required("options"))?;
+        let first = incoming
+            .message()
+            .await?
+            .ok_or_else(|| required("options"))?;
         let Some(read_req::Content::Options(options)) = first.content else {
             return Err(required("options"));
         };
@@ -345,7 +435,11 @@ impl persistent_subscriptions_server::PersistentSubscriptions for PersistentServ
             username: principal.user().unwrap_or_default().to_owned(),
             connection_name,
         };
-        let connection = self.subsystem.connect(&stream, &group, buffer_size, info).await.map_err(status)?;
+        let connection = self
+            .subsystem
+            .connect(&stream, &group, buffer_size, info)
+            .await
+            .map_err(status)?;
         let connection = Arc::new(connection);
 
         // Acks and nacks from the client go straight to the group; when the client goes, so does the consumer.
@@ -403,15 +497,29 @@ impl persistent_subscriptions_server::PersistentSubscriptions for PersistentServ
         Ok(Response::new(Box::pin(output)))
     }
 
-    async fn get_info(&self, request: Request<GetInfoReq>) -> Result<Response<GetInfoResp>, Status> {
-        let options = request.into_inner().options.ok_or_else(|| required("options"))?;
+    async fn get_info(
+        &self,
+        request: Request<GetInfoReq>,
+    ) -> Result<Response<GetInfoResp>, Status> {
+        let options = request
+            .into_inner()
+            .options
+            .ok_or_else(|| required("options"))?;
         let stream = match options.stream_option {
-            Some(get_info_req::options::StreamOption::StreamIdentifier(id)) => target_of(Some(id), false)?,
+            Some(get_info_req::options::StreamOption::StreamIdentifier(id)) => {
+                target_of(Some(id), false)?
+            }
             Some(get_info_req::options::StreamOption::All(_)) => ALL.to_owned(),
             None => return Err(required("stream_option")),
         };
-        let info = self.subsystem.info(&stream, &options.group_name).await.map_err(status)?;
-        Ok(Response::new(GetInfoResp { subscription_info: Some(subscription_info(info)) }))
+        let info = self
+            .subsystem
+            .info(&stream, &options.group_name)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(GetInfoResp {
+            subscription_info: Some(subscription_info(info)),
+        }))
     }
 
     async fn replay_parked(
@@ -419,32 +527,49 @@ impl persistent_subscriptions_server::PersistentSubscriptions for PersistentServ
         request: Request<ReplayParkedReq>,
     ) -> Result<Response<ReplayParkedResp>, Status> {
         authorize_admin(&principal(&request))?;
-        let options = request.into_inner().options.ok_or_else(|| required("options"))?;
+        let options = request
+            .into_inner()
+            .options
+            .ok_or_else(|| required("options"))?;
         let stream = match options.stream_option {
-            Some(replay_parked_req::options::StreamOption::StreamIdentifier(id)) => stream_name(Some(id))?,
+            Some(replay_parked_req::options::StreamOption::StreamIdentifier(id)) => {
+                stream_name(Some(id))?
+            }
             Some(replay_parked_req::options::StreamOption::All(_)) => ALL.to_owned(),
             None => return Err(required("stream_option")),
         };
         let stop_at = match options.stop_at_option {
-            Some(replay_parked_req::options::StopAtOption::StopAt(n)) => Some(u64::try_from(n).unwrap_or(0)),
+            Some(replay_parked_req::options::StopAtOption::StopAt(n)) => {
+                Some(u64::try_from(n).unwrap_or(0))
+            }
             _ => None,
         };
-        self.subsystem.replay_parked(&stream, &options.group_name, stop_at).await.map_err(status)?;
+        self.subsystem
+            .replay_parked(&stream, &options.group_name, stop_at)
+            .await
+            .map_err(status)?;
         Ok(Response::new(ReplayParkedResp {}))
     }
 
     async fn list(&self, request: Request<ListReq>) -> Result<Response<ListResp>, Status> {
-        let options = request.into_inner().options.ok_or_else(|| required("options"))?;
+        let options = request
+            .into_inner()
+            .options
+            .ok_or_else(|| required("options"))?;
         let stream = match options.list_option {
             Some(list_req::options::ListOption::ListAllSubscriptions(_)) | None => None,
             Some(list_req::options::ListOption::ListForStream(s)) => match s.stream_option {
-                Some(list_req::stream_option::StreamOption::Stream(id)) => Some(stream_name(Some(id))?),
+                Some(list_req::stream_option::StreamOption::Stream(id)) => {
+                    Some(stream_name(Some(id))?)
+                }
                 Some(list_req::stream_option::StreamOption::All(_)) => Some(ALL.to_owned()),
                 None => None,
             },
         };
         let infos = self.subsystem.list(stream.as_deref()).await;
-        Ok(Response::new(ListResp { subscriptions: infos.into_iter().map(subscription_info).collect() }))
+        Ok(Response::new(ListResp {
+            subscriptions: infos.into_iter().map(subscription_info).collect(),
+        }))
     }
 
     async fn restart_subsystem(&self, request: Request<Empty>) -> Result<Response<Empty>, Status> {

@@ -61,7 +61,11 @@ pub struct FilterSpec {
 
 impl FilterSpec {
     pub fn compile(&self) -> Result<EventFilter, fancy_regex::Error> {
-        let target = if self.on_event_type { FilterTarget::EventType } else { FilterTarget::StreamName };
+        let target = if self.on_event_type {
+            FilterTarget::EventType
+        } else {
+            FilterTarget::StreamName
+        };
         EventFilter::new(target, &self.regex, self.prefixes.clone())
     }
 }

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use super::config::{GroupConfig, Settings, StartFrom, Strategy, CHECKPOINT_EVENT_TYPE};
 use crate::storage::{
-    AllFrom, EventFilter, ExpectedRevision, ProposedEvent, ResolvedItem, Store, StreamFrom, StreamRead,
-    WriteError,
+    AllFrom, EventFilter, ExpectedRevision, ProposedEvent, ResolvedItem, Store, StreamFrom,
+    StreamRead, WriteError,
 };
 
 pub type ConsumerId = u64;
@@ -25,7 +25,10 @@ pub type ConsumerId = u64;
 /// What a consumer's stream receives.
 #[derive(Debug)]
 pub enum Delivery {
-    Event { item: ResolvedItem, retry_count: u32 },
+    Event {
+        item: ResolvedItem,
+        retry_count: u32,
+    },
     /// The group dropped this consumer; the stream ends with this reason.
     Dropped(DropReason),
 }
@@ -148,7 +151,11 @@ struct Rate {
 
 impl Rate {
     fn new() -> Self {
-        Self { window_start: Instant::now(), in_window: 0, last_rate: 0.0 }
+        Self {
+            window_start: Instant::now(),
+            in_window: 0,
+            last_rate: 0.0,
+        }
     }
 
     fn add(&mut self, n: u64) {
@@ -177,6 +184,9 @@ pub struct Group {
     buffer: VecDeque<Message>,
     retries: VecDeque<Message>,
     in_flight: HashMap<Uuid, InFlight>,
+    /// In-flight deadlines in dispatch order (the timeout is the same for all, so this is deadline order);
+    /// entries whose message was since acked are skipped lazily.
+    deadlines: VecDeque<(Instant, Uuid)>,
     /// Read and not yet done, by seq: (key, key of the message before it).
     outstanding: BTreeMap<u64, (u64, Option<u64>)>,
     last_read_key: Option<u64>,
@@ -220,6 +230,7 @@ impl Group {
             buffer: VecDeque::new(),
             retries: VecDeque::new(),
             in_flight: HashMap::new(),
+            deadlines: VecDeque::new(),
             outstanding: BTreeMap::new(),
             last_read_key: None,
             last_checkpoint: None,
@@ -256,7 +267,9 @@ impl Group {
         f: impl FnOnce(Store) -> T + Send + 'static,
     ) -> Result<T, String> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store)).await.map_err(|e| e.to_string())
+        tokio::task::spawn_blocking(move || f(store))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn read_checkpoint(&self) -> Result<Option<u64>, String> {
@@ -265,9 +278,14 @@ impl Group {
             .blocking(move |s| s.read_stream(&stream, StreamFrom::End, true, 1, false))
             .await?
             .map_err(|e| e.to_string())?;
-        let StreamRead::Found { items, .. } = read else { return Ok(None) };
-        let Some(item) = items.first() else { return Ok(None) };
-        let value: serde_json::Value = serde_json::from_slice(&item.record.data).map_err(|e| e.to_string())?;
+        let StreamRead::Found { items, .. } = read else {
+            return Ok(None);
+        };
+        let Some(item) = items.first() else {
+            return Ok(None);
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&item.record.data).map_err(|e| e.to_string())?;
         Ok(match value {
             serde_json::Value::Number(n) => n.as_u64(),
             serde_json::Value::String(s) => parse_position(&s),
@@ -294,7 +312,10 @@ impl Group {
             (StartFrom::Revision(r), _) | (StartFrom::Position(r), _) => Ok(r),
             (StartFrom::End, false) => {
                 let stream = self.config.stream.clone();
-                let last = self.blocking(move |s| s.last_revision(&stream)).await?.map_err(|e| e.to_string())?;
+                let last = self
+                    .blocking(move |s| s.last_revision(&stream))
+                    .await?
+                    .map_err(|e| e.to_string())?;
                 Ok(last.map_or(0, |l| l + 1))
             }
             (StartFrom::End, true) => Ok(self.store.committed_end()),
@@ -315,11 +336,15 @@ impl Group {
 
     async fn count_parked(&self) -> u64 {
         let stream = self.config.parked_stream();
-        let read = self.blocking(move |s| s.read_stream(&stream, StreamFrom::End, true, 1, false)).await;
+        let read = self
+            .blocking(move |s| s.read_stream(&stream, StreamFrom::End, true, 1, false))
+            .await;
         match read {
-            Ok(Ok(StreamRead::Found { last_revision, first_revision, .. })) => {
-                (last_revision + 1).saturating_sub(first_revision)
-            }
+            Ok(Ok(StreamRead::Found {
+                last_revision,
+                first_revision,
+                ..
+            })) => (last_revision + 1).saturating_sub(first_revision),
             _ => 0,
         }
     }
@@ -343,7 +368,22 @@ impl Group {
                         let _ = reply.send(());
                         return;
                     }
-                    Some(command) => self.handle(command).await,
+                    Some(command) => {
+                        self.handle(command).await;
+                        // Take what else is queued (acks arrive one message at a time) before the next round.
+                        for _ in 0..4096 {
+                            match self.commands.try_recv() {
+                                Ok(Command::Stop(reason, reply)) => {
+                                    self.maybe_checkpoint(true).await;
+                                    self.drop_all(reason);
+                                    let _ = reply.send(());
+                                    return;
+                                }
+                                Ok(command) => self.handle(command).await,
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => {
                         self.maybe_checkpoint(true).await;
                         self.drop_all(DropReason::ShuttingDown);
@@ -365,7 +405,12 @@ impl Group {
 
     async fn handle(&mut self, command: Command) {
         match command {
-            Command::Connect { buffer_size, info, deliveries, reply } => {
+            Command::Connect {
+                buffer_size,
+                info,
+                deliveries,
+                reply,
+            } => {
                 let max = self.config.settings.max_subscriber_count as usize;
                 if max > 0 && self.consumers.len() >= max {
                     let _ = reply.send(Err(ConnectError::MaximumSubscribersReached));
@@ -392,9 +437,16 @@ impl Group {
                     }
                 }
             }
-            Command::Nack { consumer, ids, action, reason } => {
+            Command::Nack {
+                consumer,
+                ids,
+                action,
+                reason,
+            } => {
                 for id in ids {
-                    let Some(flight) = self.take_in_flight(&id) else { continue };
+                    let Some(flight) = self.take_in_flight(&id) else {
+                        continue;
+                    };
                     match action {
                         NackAction::Skip => self.complete(&flight.message),
                         NackAction::Park => self.park(flight.message, &reason).await,
@@ -403,7 +455,8 @@ impl Group {
                     }
                 }
                 if action == NackAction::Stop {
-                    self.remove_consumer(consumer, Some(DropReason::Stopped)).await;
+                    self.remove_consumer(consumer, Some(DropReason::Stopped))
+                        .await;
                 }
             }
             Command::Info(reply) => {
@@ -456,7 +509,11 @@ impl Group {
             data: Bytes::from(format!("{}@{}", target.revision, target.stream)),
         };
         let stream = self.config.parked_stream();
-        match self.store.append(stream, ExpectedRevision::Any, vec![link]).await {
+        match self
+            .store
+            .append(stream, ExpectedRevision::Any, vec![link])
+            .await
+        {
             Ok(_) => {
                 self.parked += 1;
                 self.complete(&message);
@@ -469,14 +526,20 @@ impl Group {
     }
 
     async fn remove_consumer(&mut self, id: ConsumerId, reason: Option<DropReason>) {
-        let Some(index) = self.consumers.iter().position(|c| c.id == id) else { return };
+        let Some(index) = self.consumers.iter().position(|c| c.id == id) else {
+            return;
+        };
         let consumer = self.consumers.remove(index);
         if let Some(reason) = reason {
             let _ = consumer.deliveries.try_send(Delivery::Dropped(reason));
         }
         // Its in-flight messages go to the others.
-        let orphans: Vec<Uuid> =
-            self.in_flight.iter().filter(|(_, f)| f.consumer == id).map(|(k, _)| *k).collect();
+        let orphans: Vec<Uuid> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.consumer == id)
+            .map(|(k, _)| *k)
+            .collect();
         for key in orphans {
             if let Some(flight) = self.in_flight.remove(&key) {
                 self.retry(flight.message, "consumer disconnected").await;
@@ -504,23 +567,43 @@ impl Group {
                 let filter = self.filter.clone();
                 let read = self
                     .blocking(move |s| {
-                        s.read_all(AllFrom::Position(cursor), false, want, want * 16, filter.as_ref(), resolve)
+                        s.read_all(
+                            AllFrom::Position(cursor),
+                            false,
+                            want,
+                            want * 16,
+                            filter.as_ref(),
+                            resolve,
+                        )
                     })
                     .await?
                     .map_err(|e| e.to_string())?;
-                let items: Vec<ResolvedItem> =
-                    read.items.into_iter().filter(|i| !i.record.stream.starts_with('$')).collect();
+                let items: Vec<ResolvedItem> = read
+                    .items
+                    .into_iter()
+                    .filter(|i| !i.record.stream.starts_with('$'))
+                    .collect();
                 (items, read.next, read.reached_end)
             } else {
                 let stream = self.config.stream.clone();
                 let read = self
-                    .blocking(move |s| s.read_stream(&stream, StreamFrom::Revision(cursor), false, want, resolve))
+                    .blocking(move |s| {
+                        s.read_stream(&stream, StreamFrom::Revision(cursor), false, want, resolve)
+                    })
                     .await?;
                 match read {
-                    Ok(StreamRead::Found { items, last_revision, .. }) => {
+                    Ok(StreamRead::Found {
+                        items,
+                        last_revision,
+                        ..
+                    }) => {
                         let next = items.last().map_or(cursor, |i| i.record.revision + 1).max(
                             // Revisions hidden by metadata are skipped, not waited for.
-                            if items.is_empty() && last_revision >= cursor { last_revision + 1 } else { cursor },
+                            if items.is_empty() && last_revision >= cursor {
+                                last_revision + 1
+                            } else {
+                                cursor
+                            },
                         );
                         let full = items.len() >= want;
                         (items, next, !full)
@@ -531,13 +614,22 @@ impl Group {
                 }
             };
             for item in items {
-                let key = if self.config.is_all() { item.record.position } else { item.record.revision };
+                let key = if self.config.is_all() {
+                    item.record.position
+                } else {
+                    item.record.revision
+                };
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 self.outstanding.insert(seq, (key, self.last_read_key));
                 self.last_read_key = Some(key);
                 let ack_id = item.record.id;
-                self.buffer.push_back(Message { seq: Some(seq), item, ack_id, retry_count: 0 });
+                self.buffer.push_back(Message {
+                    seq: Some(seq),
+                    item,
+                    ack_id,
+                    retry_count: 0,
+                });
             }
             self.cursor = next;
             if reached_end {
@@ -588,7 +680,11 @@ impl Group {
         for from_retries in [true, false] {
             let mut kept = VecDeque::new();
             loop {
-                let next = if from_retries { self.retries.pop_front() } else { self.buffer.pop_front() };
+                let next = if from_retries {
+                    self.retries.pop_front()
+                } else {
+                    self.buffer.pop_front()
+                };
                 let Some(message) = next else { break };
                 let Some(index) = self.pick(&message) else {
                     kept.push_back(message);
@@ -602,7 +698,10 @@ impl Group {
                     break;
                 };
                 let consumer = &mut self.consumers[index];
-                let delivery = Delivery::Event { item: message.item.clone(), retry_count: message.retry_count };
+                let delivery = Delivery::Event {
+                    item: message.item.clone(),
+                    retry_count: message.retry_count,
+                };
                 if consumer.deliveries.try_send(delivery).is_err() {
                     kept.push_back(message);
                     break;
@@ -613,27 +712,52 @@ impl Group {
                 self.total_items += 1;
                 self.rate.add(1);
                 let consumer = consumer.id;
-                self.in_flight
-                    .insert(message.ack_id, InFlight { message, consumer, deadline: Instant::now() + timeout });
+                let deadline = Instant::now() + timeout;
+                self.deadlines.push_back((deadline, message.ack_id));
+                self.in_flight.insert(
+                    message.ack_id,
+                    InFlight {
+                        message,
+                        consumer,
+                        deadline,
+                    },
+                );
             }
-            let source = if from_retries { &mut self.retries } else { &mut self.buffer };
+            let source = if from_retries {
+                &mut self.retries
+            } else {
+                &mut self.buffer
+            };
             while let Some(message) = kept.pop_back() {
                 source.push_front(message);
             }
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        self.in_flight.values().map(|f| f.deadline).min()
+    /// The earliest deadline of a message still in flight.
+    fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some((deadline, id)) = self.deadlines.front() {
+            match self.in_flight.get(id) {
+                Some(flight) if flight.deadline == *deadline => return Some(*deadline),
+                _ => {
+                    self.deadlines.pop_front();
+                }
+            }
+        }
+        None
     }
 
     /// Messages not acked in time are retried (and parked past the retry limit).
     async fn expire(&mut self) {
         let now = Instant::now();
-        let expired: Vec<Uuid> = self.in_flight.iter().filter(|(_, f)| f.deadline <= now).map(|(k, _)| *k).collect();
-        for id in expired {
-            if let Some(flight) = self.take_in_flight(&id) {
-                self.retry(flight.message, "message timeout").await;
+        while let Some(deadline) = self.next_deadline() {
+            if deadline > now {
+                break;
+            }
+            if let Some((_, id)) = self.deadlines.pop_front() {
+                if let Some(flight) = self.take_in_flight(&id) {
+                    self.retry(flight.message, "message timeout").await;
+                }
             }
         }
     }
@@ -656,13 +780,16 @@ impl Group {
     }
 
     async fn maybe_checkpoint(&mut self, force: bool) {
-        let Some(candidate) = self.checkpoint_candidate() else { return };
+        let Some(candidate) = self.checkpoint_candidate() else {
+            return;
+        };
         if Some(candidate) == self.last_checkpoint {
             return;
         }
         let settings = &self.config.settings;
         let done = self.done_since_checkpoint;
-        let time_ok = self.last_checkpoint_at.elapsed() >= Duration::from_millis(settings.checkpoint_after_ms);
+        let time_ok = self.last_checkpoint_at.elapsed()
+            >= Duration::from_millis(settings.checkpoint_after_ms);
         let due = force
             || done >= u64::from(settings.max_checkpoint_count.max(1))
             || (done >= u64::from(settings.min_checkpoint_count) && time_ok);
@@ -684,14 +811,24 @@ impl Group {
             metadata: Bytes::new(),
             data: Bytes::from(body.to_string()),
         };
-        match self.store.append(self.config.checkpoint_stream(), ExpectedRevision::Any, vec![event]).await {
+        match self
+            .store
+            .append(
+                self.config.checkpoint_stream(),
+                ExpectedRevision::Any,
+                vec![event],
+            )
+            .await
+        {
             Ok(_) => {
                 self.last_checkpoint = Some(key);
                 self.done_since_checkpoint = 0;
                 self.last_checkpoint_at = Instant::now();
             }
             Err(WriteError::ShuttingDown) => {}
-            Err(error) => tracing::warn!(group = %self.config.id(), %error, "cannot write a checkpoint"),
+            Err(error) => {
+                tracing::warn!(group = %self.config.id(), %error, "cannot write a checkpoint")
+            }
         }
     }
 
@@ -703,13 +840,28 @@ impl Group {
             .blocking(move |s| s.read_stream(&read_stream, StreamFrom::Start, false, limit, true))
             .await?
             .map_err(|e| e.to_string())?;
-        let StreamRead::Found { items, .. } = read else { return Ok(()) };
-        let Some(last) = items.last().map(|i| i.record.revision) else { return Ok(()) };
+        let StreamRead::Found { items, .. } = read else {
+            return Ok(());
+        };
+        let Some(last) = items.last().map(|i| i.record.revision) else {
+            return Ok(());
+        };
         for item in &items {
-            let Some(target) = item.target.clone() else { continue };
+            let Some(target) = item.target.clone() else {
+                continue;
+            };
             let ack_id = target.id;
-            let replayed = ResolvedItem { record: target, is_link: false, target: None };
-            self.retries.push_back(Message { seq: None, item: replayed, ack_id, retry_count: 0 });
+            let replayed = ResolvedItem {
+                record: target,
+                is_link: false,
+                target: None,
+            };
+            self.retries.push_back(Message {
+                seq: None,
+                item: replayed,
+                ack_id,
+                retry_count: 0,
+            });
         }
         // The replayed links are hidden behind `$tb`, as EventStoreDB truncates the parked stream.
         let metadata = ProposedEvent {

@@ -16,7 +16,10 @@ use uuid::Uuid;
 
 use crate::storage::{ExpectedRevision, ProposedEvent, Store, StreamFrom, StreamRead};
 use config::{GroupConfig, Settings, StoredConfig, CONFIG_EVENT_TYPE, CONFIG_STREAM};
-use group::{Command, ConnectError, ConsumerId, ConsumerInfo, Delivery, DropReason, Group, GroupInfo, NackAction};
+use group::{
+    Command, ConnectError, ConsumerId, ConsumerInfo, Delivery, DropReason, Group, GroupInfo,
+    NackAction,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersistentError {
@@ -55,21 +58,27 @@ pub struct Connection {
 impl Subsystem {
     /// Loads every stored group and starts it.
     pub async fn start(store: Store) -> Result<Self, PersistentError> {
-        let subsystem = Self { store, groups: Mutex::new(BTreeMap::new()) };
+        let subsystem = Self {
+            store,
+            groups: Mutex::new(BTreeMap::new()),
+        };
         subsystem.load().await?;
         Ok(subsystem)
     }
 
     async fn load(&self) -> Result<(), PersistentError> {
         let store = self.store.clone();
-        let read = tokio::task::spawn_blocking(move || store.read_stream(CONFIG_STREAM, StreamFrom::End, true, 1, false))
-            .await
-            .map_err(|e| PersistentError::Failed(e.to_string()))?
-            .map_err(|e| PersistentError::Failed(e.to_string()))?;
+        let read = tokio::task::spawn_blocking(move || {
+            store.read_stream(CONFIG_STREAM, StreamFrom::End, true, 1, false)
+        })
+        .await
+        .map_err(|e| PersistentError::Failed(e.to_string()))?
+        .map_err(|e| PersistentError::Failed(e.to_string()))?;
         let stored: StoredConfig = match read {
             StreamRead::Found { items, .. } => match items.first() {
-                Some(item) => serde_json::from_slice(&item.record.data)
-                    .map_err(|e| PersistentError::Failed(format!("unreadable {CONFIG_STREAM}: {e}")))?,
+                Some(item) => serde_json::from_slice(&item.record.data).map_err(|e| {
+                    PersistentError::Failed(format!("unreadable {CONFIG_STREAM}: {e}"))
+                })?,
                 None => StoredConfig::default(),
             },
             StreamRead::NotFound => StoredConfig::default(),
@@ -81,26 +90,36 @@ impl Subsystem {
                 Ok(commands) => {
                     groups.insert(key, Handle { commands, config });
                 }
-                Err(error) => tracing::error!(group = %config.id(), %error, "cannot start a persistent subscription"),
+                Err(error) => {
+                    tracing::error!(group = %config.id(), %error, "cannot start a persistent subscription")
+                }
             }
         }
         Ok(())
     }
 
-    async fn spawn(&self, config: GroupConfig, new_group: bool) -> Result<mpsc::UnboundedSender<Command>, String> {
+    async fn spawn(
+        &self,
+        config: GroupConfig,
+        new_group: bool,
+    ) -> Result<mpsc::UnboundedSender<Command>, String> {
         let (commands, receiver) = mpsc::unbounded_channel();
         let group = Group::load(config, self.store.clone(), receiver, new_group).await?;
         tokio::spawn(group.run());
         Ok(commands)
     }
 
-    async fn persist(&self, groups: &BTreeMap<(String, String), Handle>) -> Result<(), PersistentError> {
+    async fn persist(
+        &self,
+        groups: &BTreeMap<(String, String), Handle>,
+    ) -> Result<(), PersistentError> {
         let stored = StoredConfig {
             version: "2".to_owned(),
             updated_by: "admin".to_owned(),
             entries: groups.values().map(|h| h.config.clone()).collect(),
         };
-        let body = serde_json::to_vec(&stored).map_err(|e| PersistentError::Failed(e.to_string()))?;
+        let body =
+            serde_json::to_vec(&stored).map_err(|e| PersistentError::Failed(e.to_string()))?;
         let event = ProposedEvent {
             id: Uuid::new_v4(),
             event_type: CONFIG_EVENT_TYPE.to_owned(),
@@ -118,14 +137,25 @@ impl Subsystem {
     pub async fn create(&self, config: GroupConfig) -> Result<(), PersistentError> {
         validate(&config.settings)?;
         if let Some(filter) = &config.filter {
-            filter.compile().map_err(|e| PersistentError::Invalid(format!("invalid filter: {e}")))?;
+            filter
+                .compile()
+                .map_err(|e| PersistentError::Invalid(format!("invalid filter: {e}")))?;
         }
         let mut groups = self.groups.lock().await;
         let key = (config.stream.clone(), config.group.clone());
         if groups.contains_key(&key) {
-            return Err(PersistentError::AlreadyExists { stream: key.0, group: key.1 });
+            return Err(PersistentError::AlreadyExists {
+                stream: key.0,
+                group: key.1,
+            });
         }
-        groups.insert(key.clone(), Handle { commands: mpsc::unbounded_channel().0, config: config.clone() });
+        groups.insert(
+            key.clone(),
+            Handle {
+                commands: mpsc::unbounded_channel().0,
+                config: config.clone(),
+            },
+        );
         if let Err(error) = self.persist(&groups).await {
             groups.remove(&key);
             return Err(error);
@@ -146,11 +176,18 @@ impl Subsystem {
     }
 
     /// Changes a live group's settings (its consumers stay connected).
-    pub async fn update(&self, stream: &str, group: &str, settings: Settings) -> Result<(), PersistentError> {
+    pub async fn update(
+        &self,
+        stream: &str,
+        group: &str,
+        settings: Settings,
+    ) -> Result<(), PersistentError> {
         validate(&settings)?;
         let mut groups = self.groups.lock().await;
         let key = (stream.to_owned(), group.to_owned());
-        let handle = groups.get_mut(&key).ok_or_else(|| not_found(stream, group))?;
+        let handle = groups
+            .get_mut(&key)
+            .ok_or_else(|| not_found(stream, group))?;
         let previous = handle.config.settings.clone();
         handle.config.settings = settings.clone();
         if let Err(error) = self.persist(&groups).await {
@@ -161,7 +198,11 @@ impl Subsystem {
         }
         if let Some(handle) = groups.get(&key) {
             let (reply, done) = oneshot::channel();
-            if handle.commands.send(Command::Update(settings, reply)).is_ok() {
+            if handle
+                .commands
+                .send(Command::Update(settings, reply))
+                .is_ok()
+            {
                 let _ = done.await;
             }
         }
@@ -172,7 +213,9 @@ impl Subsystem {
     pub async fn delete(&self, stream: &str, group: &str) -> Result<(), PersistentError> {
         let mut groups = self.groups.lock().await;
         let key = (stream.to_owned(), group.to_owned());
-        let handle = groups.remove(&key).ok_or_else(|| not_found(stream, group))?;
+        let handle = groups
+            .remove(&key)
+            .ok_or_else(|| not_found(stream, group))?;
         stop(&handle, DropReason::Deleted).await;
         self.persist(&groups).await
     }
@@ -185,11 +228,21 @@ impl Subsystem {
         info: ConsumerInfo,
     ) -> Result<Connection, PersistentError> {
         let groups = self.groups.lock().await;
-        let handle = groups.get(&(stream.to_owned(), group.to_owned())).ok_or_else(|| not_found(stream, group))?;
+        let handle = groups
+            .get(&(stream.to_owned(), group.to_owned()))
+            .ok_or_else(|| not_found(stream, group))?;
         let (deliveries_tx, deliveries) = mpsc::channel(buffer_size.max(1) + 1);
         let (reply, answer) = oneshot::channel();
-        let command = Command::Connect { buffer_size, info, deliveries: deliveries_tx, reply };
-        handle.commands.send(command).map_err(|_| PersistentError::Failed("the group is stopping".into()))?;
+        let command = Command::Connect {
+            buffer_size,
+            info,
+            deliveries: deliveries_tx,
+            reply,
+        };
+        handle
+            .commands
+            .send(command)
+            .map_err(|_| PersistentError::Failed("the group is stopping".into()))?;
         let commands = handle.commands.clone();
         let resolve_link_tos = handle.config.settings.resolve_link_tos;
         drop(groups);
@@ -200,7 +253,9 @@ impl Subsystem {
                 commands,
                 resolve_link_tos,
             }),
-            Ok(Err(ConnectError::MaximumSubscribersReached)) => Err(PersistentError::MaximumSubscribersReached),
+            Ok(Err(ConnectError::MaximumSubscribersReached)) => {
+                Err(PersistentError::MaximumSubscribersReached)
+            }
             Err(_) => Err(PersistentError::Failed("the group stopped".into())),
         }
     }
@@ -208,10 +263,14 @@ impl Subsystem {
     pub async fn info(&self, stream: &str, group: &str) -> Result<GroupInfo, PersistentError> {
         let commands = {
             let groups = self.groups.lock().await;
-            let handle = groups.get(&(stream.to_owned(), group.to_owned())).ok_or_else(|| not_found(stream, group))?;
+            let handle = groups
+                .get(&(stream.to_owned(), group.to_owned()))
+                .ok_or_else(|| not_found(stream, group))?;
             handle.commands.clone()
         };
-        group_info(&commands).await.ok_or_else(|| not_found(stream, group))
+        group_info(&commands)
+            .await
+            .ok_or_else(|| not_found(stream, group))
     }
 
     /// Every group, or those of one stream (`$all` included).
@@ -233,17 +292,27 @@ impl Subsystem {
         infos
     }
 
-    pub async fn replay_parked(&self, stream: &str, group: &str, stop_at: Option<u64>) -> Result<(), PersistentError> {
+    pub async fn replay_parked(
+        &self,
+        stream: &str,
+        group: &str,
+        stop_at: Option<u64>,
+    ) -> Result<(), PersistentError> {
         let commands = {
             let groups = self.groups.lock().await;
-            let handle = groups.get(&(stream.to_owned(), group.to_owned())).ok_or_else(|| not_found(stream, group))?;
+            let handle = groups
+                .get(&(stream.to_owned(), group.to_owned()))
+                .ok_or_else(|| not_found(stream, group))?;
             handle.commands.clone()
         };
         let (reply, answer) = oneshot::channel();
         commands
             .send(Command::ReplayParked { stop_at, reply })
             .map_err(|_| not_found(stream, group))?;
-        answer.await.map_err(|_| not_found(stream, group))?.map_err(PersistentError::Failed)
+        answer
+            .await
+            .map_err(|_| not_found(stream, group))?
+            .map_err(PersistentError::Failed)
     }
 
     /// Stops every group (dropping its consumers) and starts them again from the stored configuration.
@@ -280,7 +349,10 @@ async fn group_info(commands: &mpsc::UnboundedSender<Command>) -> Option<GroupIn
 }
 
 fn not_found(stream: &str, group: &str) -> PersistentError {
-    PersistentError::NotFound { stream: stream.to_owned(), group: group.to_owned() }
+    PersistentError::NotFound {
+        stream: stream.to_owned(),
+        group: group.to_owned(),
+    }
 }
 
 fn validate(settings: &Settings) -> Result<(), PersistentError> {
@@ -306,7 +378,12 @@ impl Connection {
     }
 
     pub fn nack(&self, ids: Vec<Uuid>, action: NackAction, reason: String) {
-        let _ = self.commands.send(Command::Nack { consumer: self.consumer, ids, action, reason });
+        let _ = self.commands.send(Command::Nack {
+            consumer: self.consumer,
+            ids,
+            action,
+            reason,
+        });
     }
 
     pub fn disconnect(&self) {
