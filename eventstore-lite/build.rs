@@ -2,7 +2,12 @@
 //! tonic server traits.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["streams.proto", "persistent.proto", "serverfeatures.proto", "gossip.proto"];
+    let files = [
+        "streams.proto",
+        "persistent.proto",
+        "serverfeatures.proto",
+        "gossip.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed=proto/{file}");
     }

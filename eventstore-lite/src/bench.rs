@@ -1,5 +1,5 @@
 //! The load tool behind `eventstore-lite bench`, in the spirit of EventStoreDB's test client: write-flood,
-//! read-flood, catch-up, latency and restart, each driven through the official `eventstore` client and each
+//! read-flood, catch-up, latency, restart and persistent (subscription groups), each driven through the official `eventstore` client and each
 //! printing one JSON line on stdout (progress goes to stderr).
 //!
 //! Every test talks to a server given by `--connection-string`, or, with `--embedded` and no connection
@@ -9,17 +9,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context};
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use eventstore::{
-    AppendToStreamOptions, Client, ClientSettings, EventData, ExpectedRevision, ReadAllOptions,
-    ReadStreamOptions, StreamPosition, SubscribeToAllOptions, SubscribeToStreamOptions,
-    SubscriptionEvent,
+    AppendToStreamOptions, Client, ClientSettings, DeletePersistentSubscriptionOptions, EventData,
+    ExpectedRevision, GetPersistentSubscriptionInfoOptions, PersistentSubscription,
+    PersistentSubscriptionEvent, PersistentSubscriptionOptions, ReadAllOptions, ReadStreamOptions,
+    StreamPosition, SubscribeToAllOptions, SubscribeToPersistentSubscriptionOptions,
+    SubscribeToStreamOptions, SubscriptionEvent, SystemConsumerStrategy,
 };
 use futures::StreamExt;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::{start, RunningServer, ServerConfig};
 
@@ -65,6 +68,9 @@ pub enum BenchCommand {
     Latency(LatencyArgs),
     /// Time from opening a store of N events (filled on first use) to its first answered read; clean and after a crash.
     Restart(RestartArgs),
+    /// One persistent subscription group with competing consumers acking one by one: messages/s when draining
+    /// a pre-written stream, or append → delivery latency at a fixed rate; with `--embedded`, the process's RSS.
+    Persistent(PersistentArgs),
 }
 
 /// Which server to load.
@@ -205,6 +211,48 @@ pub struct RestartArgs {
     pub ready_timeout_secs: u64,
 }
 
+/// What `bench persistent` measures.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PersistentMode {
+    /// Pre-write `--events` to one stream, then time the consumers until every event is acked.
+    Throughput,
+    /// Append single events at `--rate` for `--duration-secs` to a live group; append → delivery latency.
+    Latency,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PersistentArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, value_enum, default_value_t = PersistentMode::Throughput)]
+    pub mode: PersistentMode,
+    /// Throughput mode: events pre-written to the group's stream, all of which must be acked.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub events: u64,
+    /// Consumers connected to the group, each a task of its own acking every message as it arrives.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    pub consumers: u64,
+    /// Messages the server may have in flight to each consumer (the subscription's buffer size).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub buffer_size: u64,
+    /// Client instances (one HTTP/2 connection each) shared round-robin by the consumers; appends use one more.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    pub connections: u64,
+    /// Latency mode: events appended per second, one event per append.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub rate: u64,
+    /// Latency mode: how long to append for.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration_secs: u64,
+    /// Bytes of data per event (latency mode: at least the 8-byte send timestamp).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Give up if the consumers have not acked every event after this many seconds (throughput), or have not
+    /// received every appended event this long after the last append (latency).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_secs: u64,
+}
+
 /// Runs one load test and prints its result as one JSON line on stdout.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
@@ -229,6 +277,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             print_report(&target.close_after(outcome).await?)
         }
         BenchCommand::Restart(args) => print_report(&restart(&args).await?),
+        BenchCommand::Persistent(args) => {
+            let target = Target::open(&args.target).await?;
+            let outcome = persistent(&target, &args).await;
+            print_report(&target.close_after(outcome).await?)
+        }
     }
 }
 
@@ -1464,6 +1517,860 @@ async fn append_crash_batches(client: &Client, stream: &str) -> anyhow::Result<u
             .context("append before the crash")?;
     }
     Ok(BATCHES * EVENTS_PER_BATCH)
+}
+
+/// Group created by `bench persistent` on its fresh stream.
+const PERSISTENT_GROUP: &str = "bench-ps";
+
+/// How often `bench persistent` samples the process's resident memory when the server runs in it.
+const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Appends a latency run may have in flight at once; past it the pacing falls behind (and catches up after).
+const MAX_LATENCY_APPENDS_IN_FLIGHT: usize = 1_024;
+
+/// Latency mode waits at most this long after the last append for the consumers to receive every event.
+const MAX_LATENCY_DRAIN: Duration = Duration::from_secs(30);
+
+/// The group's settings: round robin, 30 s message timeout, checkpoints after 1 s and between 100 and 10,000
+/// messages, reads of 500 events ahead into 2,000-message history and live buffers.
+fn bench_group_options(start_from: StreamPosition<u64>) -> PersistentSubscriptionOptions {
+    PersistentSubscriptionOptions::default()
+        .start_from(start_from)
+        .consumer_strategy_name(SystemConsumerStrategy::RoundRobin)
+        .message_timeout(Duration::from_secs(30))
+        .max_retry_count(10)
+        .checkpoint_after(Duration::from_secs(1))
+        .checkpoint_lower_bound(100)
+        .checkpoint_upper_bound(10_000)
+        .read_batch_size(500)
+        .history_buffer_size(2_000)
+        .live_buffer_size(2_000)
+}
+
+/// One line of `bench persistent` output, by mode.
+#[derive(Serialize, Debug)]
+#[serde(untagged)]
+enum PersistentReport {
+    Throughput(PersistentThroughputReport),
+    Latency(PersistentLatencyReport),
+}
+
+#[derive(Serialize, Debug)]
+struct PersistentThroughputReport {
+    test: &'static str,
+    target: &'static str,
+    mode: &'static str,
+    /// Events in the stream, every one acked by some consumer.
+    events: u64,
+    consumers: u64,
+    connections: u64,
+    buffer_size: u64,
+    size: usize,
+    /// From the first consumer's subscription until the last event was first acked.
+    seconds: f64,
+    messages_per_sec: f64,
+    /// Messages received (and acked) by each consumer, duplicates included.
+    per_consumer: Vec<u64>,
+    /// Deliveries of an event some consumer had already received.
+    duplicates: u64,
+    /// Deliveries the server marked as retries (retry count above 0).
+    retried: u64,
+    prewrite_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_mb: Option<RssReport>,
+}
+
+#[derive(Serialize, Debug)]
+struct PersistentLatencyReport {
+    test: &'static str,
+    target: &'static str,
+    mode: &'static str,
+    /// Events per second asked for.
+    rate: u64,
+    /// Events per second appended.
+    events_per_sec: f64,
+    /// Of the appending phase.
+    seconds: f64,
+    /// Events appended (acknowledged by the server).
+    events: u64,
+    /// Of those, events received by a consumer.
+    delivered: u64,
+    consumers: u64,
+    connections: u64,
+    buffer_size: u64,
+    size: usize,
+    /// From the send timestamp in the event to its first delivery to a consumer.
+    latency_us: LatencySummary,
+    /// Of the appends themselves, for comparison.
+    append_latency_us: LatencySummary,
+    per_consumer: Vec<u64>,
+    duplicates: u64,
+    retried: u64,
+    append_errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_mb: Option<RssReport>,
+}
+
+/// Resident memory of this process (server and load together) in MiB, while the messages flowed.
+#[derive(Serialize, Debug)]
+struct RssReport {
+    start: f64,
+    end: f64,
+    max: f64,
+}
+
+/// `VmRSS` of this process in KiB, where `/proc` has it.
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_rss_kib(&status)
+}
+
+fn parse_vm_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Samples this process's resident memory every [`RSS_SAMPLE_INTERVAL`] until [`RssSampler::finish`]; only
+/// meaningful when the server runs in this process.
+struct RssSampler {
+    start_kib: u64,
+    max_kib: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RssSampler {
+    /// `None` unless the server is embedded and `/proc/self/status` is readable.
+    fn start(target: &Target) -> Option<Self> {
+        target.server.as_ref()?;
+        let start_kib = resident_kib()?;
+        let max_kib = Arc::new(AtomicU64::new(start_kib));
+        let task = {
+            let max_kib = max_kib.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(RSS_SAMPLE_INTERVAL);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                // `finish` (or dropping the sampler) aborts this task; the bound only keeps the loop finite.
+                for _tick in 0..u32::MAX {
+                    ticks.tick().await;
+                    if let Some(kib) = resident_kib() {
+                        max_kib.fetch_max(kib, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        Some(Self {
+            start_kib,
+            max_kib,
+            task,
+        })
+    }
+
+    fn finish(self) -> RssReport {
+        self.task.abort();
+        let end_kib = resident_kib().unwrap_or(0);
+        let max_kib = self.max_kib.load(Ordering::Relaxed).max(end_kib);
+        let mib = |kib: u64| (kib as f64 / 1024.0 * 10.0).round() / 10.0;
+        eprintln!(
+            "persistent: resident memory {} MiB at start, {} MiB at end, {} MiB at most",
+            mib(self.start_kib),
+            mib(end_kib),
+            mib(max_kib)
+        );
+        RssReport {
+            start: mib(self.start_kib),
+            end: mib(end_kib),
+            max: mib(max_kib),
+        }
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One bit per stream revision, shared by the consumers: which events some consumer has received.
+struct SeenRevisions {
+    bits: Vec<AtomicU64>,
+    /// Distinct revisions seen so far.
+    unique: Arc<AtomicU64>,
+}
+
+enum Seen {
+    /// The first delivery of this revision.
+    First,
+    Again,
+    /// Beyond the revisions the test wrote.
+    OutOfRange,
+}
+
+impl SeenRevisions {
+    fn new(revisions: u64) -> Self {
+        let words = usize::try_from(revisions.div_ceil(64)).unwrap_or(usize::MAX);
+        Self {
+            bits: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            unique: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn mark(&self, revision: u64) -> Seen {
+        let Some(word) = usize::try_from(revision / 64)
+            .ok()
+            .and_then(|index| self.bits.get(index))
+        else {
+            return Seen::OutOfRange;
+        };
+        let bit = 1u64 << (revision % 64);
+        if word.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            self.unique.fetch_add(1, Ordering::Relaxed);
+            Seen::First
+        } else {
+            Seen::Again
+        }
+    }
+
+    fn unique(&self) -> u64 {
+        self.unique.load(Ordering::Relaxed)
+    }
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Event data carrying its send time: microseconds since the Unix epoch, little-endian, then padding to `size`.
+fn timestamped_payload(size: usize) -> Bytes {
+    let mut data = BytesMut::with_capacity(size.max(8));
+    data.put_u64_le(unix_micros());
+    data.resize(size.max(8), b'x');
+    data.freeze()
+}
+
+fn send_micros(data: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(data.get(..8)?.try_into().ok()?))
+}
+
+/// What one consumer task does.
+struct ConsumerPlan {
+    client: Client,
+    stream: String,
+    buffer_size: usize,
+    seen: Arc<SeenRevisions>,
+    /// Receives `()` once the server has confirmed the subscription.
+    ready: Option<tokio::sync::mpsc::Sender<()>>,
+    /// Notified once every one of `wanted` revisions has been received and acked.
+    all_seen: Arc<tokio::sync::Notify>,
+    wanted: u64,
+    record_latency: bool,
+    stop: CancellationToken,
+}
+
+#[derive(Default)]
+struct ConsumerOutcome {
+    delivered: u64,
+    duplicates: u64,
+    retried: u64,
+    out_of_range: u64,
+    latencies_us: Vec<u32>,
+    /// Why the consumer stopped before being told to.
+    error: Option<anyhow::Error>,
+}
+
+/// Subscribes to the group and acks every message one by one until `stop` is cancelled or the subscription fails.
+async fn consume(mut plan: ConsumerPlan) -> ConsumerOutcome {
+    let mut outcome = ConsumerOutcome::default();
+    let options = SubscribeToPersistentSubscriptionOptions::default().buffer_size(plan.buffer_size);
+    let subscribed = tokio::select! {
+        _ = plan.stop.cancelled() => return outcome,
+        subscribed = plan.client.subscribe_to_persistent_subscription(
+            plan.stream.as_str(),
+            PERSISTENT_GROUP,
+            &options,
+        ) => subscribed,
+    };
+    let mut subscription: PersistentSubscription = match subscribed {
+        Ok(subscription) => subscription,
+        Err(error) => {
+            outcome.error =
+                Some(anyhow!(error).context("subscribe to the persistent subscription group"));
+            return outcome;
+        }
+    };
+    // Each iteration handles one message; the loop ends when the run stops it or the subscription fails.
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = plan.stop.cancelled() => break,
+            message = subscription.next_subscription_event() => message,
+        };
+        let (retry_count, event) = match message {
+            Ok(PersistentSubscriptionEvent::EventAppeared { retry_count, event }) => {
+                (retry_count, event)
+            }
+            Ok(PersistentSubscriptionEvent::Confirmed(_subscription_id)) => {
+                if let Some(ready) = plan.ready.take() {
+                    // The run may have given up waiting already; nothing to do then.
+                    let _ = ready.send(()).await;
+                }
+                continue;
+            }
+            Err(error) => {
+                if !plan.stop.is_cancelled() {
+                    outcome.error =
+                        Some(anyhow!(error).context("receive from the persistent subscription"));
+                }
+                break;
+            }
+        };
+        let received_us = unix_micros();
+        let recorded = event.get_original_event();
+        let revision = recorded.revision;
+        let latency_us = if plan.record_latency {
+            send_micros(&recorded.data)
+                .map(|sent| u32::try_from(received_us.saturating_sub(sent)).unwrap_or(u32::MAX))
+        } else {
+            None
+        };
+        outcome.delivered += 1;
+        if retry_count > 0 {
+            outcome.retried += 1;
+        }
+        let first = match plan.seen.mark(revision) {
+            Seen::First => {
+                outcome.latencies_us.extend(latency_us);
+                true
+            }
+            Seen::Again => {
+                outcome.duplicates += 1;
+                false
+            }
+            Seen::OutOfRange => {
+                outcome.out_of_range += 1;
+                false
+            }
+        };
+        let acked = tokio::select! {
+            biased;
+            _ = plan.stop.cancelled() => break,
+            acked = subscription.ack(event) => acked,
+        };
+        if let Err(error) = acked {
+            if !plan.stop.is_cancelled() {
+                outcome.error = Some(anyhow!(error).context("ack a message"));
+            }
+            break;
+        }
+        if first && plan.seen.unique() >= plan.wanted {
+            plan.all_seen.notify_one();
+        }
+    }
+    outcome
+}
+
+/// The consumers of one run, each a task of its own.
+struct Consumers {
+    tasks: tokio::task::JoinSet<(usize, ConsumerOutcome)>,
+    stop: CancellationToken,
+    count: usize,
+}
+
+impl Consumers {
+    /// Starts `count` consumers on `clients` (round-robin); with `ready`, each sends `()` once confirmed.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        clients: &[Client],
+        count: u64,
+        stream: &str,
+        buffer_size: u64,
+        seen: &Arc<SeenRevisions>,
+        all_seen: &Arc<tokio::sync::Notify>,
+        wanted: u64,
+        record_latency: bool,
+        ready: Option<&tokio::sync::mpsc::Sender<()>>,
+    ) -> Self {
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        for index in 0..count {
+            let plan = ConsumerPlan {
+                client: clients[index % clients.len()].clone(),
+                stream: stream.to_owned(),
+                buffer_size: usize::try_from(buffer_size).unwrap_or(usize::MAX),
+                seen: seen.clone(),
+                ready: ready.cloned(),
+                all_seen: all_seen.clone(),
+                wanted,
+                record_latency,
+                stop: stop.clone(),
+            };
+            tasks.spawn(async move { (index, consume(plan).await) });
+        }
+        Self { tasks, stop, count }
+    }
+
+    /// Waits until `all_seen` is notified, failing if a consumer stops first or `timeout` passes.
+    async fn wait_for_all(
+        &mut self,
+        all_seen: &tokio::sync::Notify,
+        timeout: Duration,
+        seen: &SeenRevisions,
+    ) -> anyhow::Result<()> {
+        let waited = tokio::time::timeout(timeout, async {
+            tokio::select! {
+                _ = all_seen.notified() => Ok(()),
+                early = self.tasks.join_next() => Err(early_stop(early)),
+            }
+        })
+        .await;
+        match waited {
+            Ok(result) => result,
+            Err(_) => bail!(
+                "the consumers had received {} distinct events after {timeout:?}",
+                seen.unique()
+            ),
+        }
+    }
+
+    /// Waits until every consumer has confirmed its subscription, failing if one stops first.
+    async fn wait_until_confirmed(
+        &mut self,
+        ready: &mut tokio::sync::mpsc::Receiver<()>,
+    ) -> anyhow::Result<()> {
+        let mut confirmed = 0usize;
+        let waited = tokio::time::timeout(READY_TIMEOUT, async {
+            while confirmed < self.count {
+                tokio::select! {
+                    signal = ready.recv() => match signal {
+                        Some(()) => confirmed += 1,
+                        None => bail!("the consumers stopped before confirming their subscriptions"),
+                    },
+                    early = self.tasks.join_next() => return Err(early_stop(early)),
+                }
+            }
+            Ok(())
+        })
+        .await;
+        match waited {
+            Ok(result) => result,
+            Err(_) => bail!(
+                "{confirmed} of {} subscriptions were confirmed within {READY_TIMEOUT:?}",
+                self.count
+            ),
+        }
+    }
+
+    /// Stops the consumers and collects what each saw, in consumer order.
+    async fn stop(mut self) -> anyhow::Result<Vec<ConsumerOutcome>> {
+        self.stop.cancel();
+        let mut outcomes: Vec<Option<ConsumerOutcome>> = (0..self.count).map(|_| None).collect();
+        while let Some(joined) = self.tasks.join_next().await {
+            let (index, outcome) = joined.context("a consumer panicked")?;
+            outcomes[index] = Some(outcome);
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect())
+    }
+}
+
+/// The error a consumer that ended before the run stopped it gives.
+fn early_stop(
+    joined: Option<Result<(usize, ConsumerOutcome), tokio::task::JoinError>>,
+) -> anyhow::Error {
+    match joined {
+        Some(Ok((index, outcome))) => outcome
+            .error
+            .unwrap_or_else(|| anyhow!("the subscription ended"))
+            .context(format!("consumer {index} stopped early")),
+        Some(Err(join_error)) => anyhow!(join_error).context("a consumer panicked"),
+        None => anyhow!("no consumer is running"),
+    }
+}
+
+/// Totals over the consumers; fails if one of them had an error.
+struct ConsumerTotals {
+    per_consumer: Vec<u64>,
+    duplicates: u64,
+    retried: u64,
+    latencies_us: Vec<u32>,
+}
+
+fn sum_consumers(outcomes: Vec<ConsumerOutcome>) -> anyhow::Result<ConsumerTotals> {
+    let mut totals = ConsumerTotals {
+        per_consumer: Vec::with_capacity(outcomes.len()),
+        duplicates: 0,
+        retried: 0,
+        latencies_us: Vec::new(),
+    };
+    let mut out_of_range = 0u64;
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        if let Some(error) = outcome.error {
+            return Err(error.context(format!("consumer {index}")));
+        }
+        totals.per_consumer.push(outcome.delivered);
+        totals.duplicates += outcome.duplicates;
+        totals.retried += outcome.retried;
+        out_of_range += outcome.out_of_range;
+        totals.latencies_us.extend(outcome.latencies_us);
+    }
+    if out_of_range > 0 {
+        eprintln!("persistent: {out_of_range} deliveries of revisions this run did not write");
+    }
+    if totals.duplicates > 0 || totals.retried > 0 {
+        eprintln!(
+            "persistent: {} duplicate deliveries, {} marked as retries",
+            totals.duplicates, totals.retried
+        );
+    }
+    Ok(totals)
+}
+
+/// Prints the group's statistics as the server reports them (GetInfo) on stderr, while the consumers are still
+/// connected: what to look at when a run stalls or misbehaves.
+async fn describe_group(client: &Client, stream: &str) {
+    let info = client
+        .get_persistent_subscription_info(
+            stream,
+            PERSISTENT_GROUP,
+            &GetPersistentSubscriptionInfoOptions::default(),
+        )
+        .await;
+    let info = match info {
+        Ok(info) => info,
+        Err(error) => {
+            eprintln!("persistent: could not get the group's info: {error}");
+            return;
+        }
+    };
+    let stats = &info.stats;
+    eprintln!(
+        "persistent: group {} status {:?}: total items {}, in flight {}, outstanding {}, read buffer {}, live buffer {}, \
+         retry buffer {}, parked {}, last checkpointed revision {:?}, last known revision {:?}",
+        info.group_name,
+        info.status,
+        stats.total_items,
+        stats.total_in_flight_messages,
+        stats.outstanding_messages_count,
+        stats.read_buffer_count,
+        stats.live_buffer_count,
+        stats.retry_buffer_count,
+        stats.parked_message_count,
+        stats.last_checkpointed_event_revision,
+        stats.last_known_event_revision,
+    );
+    for connection in &info.connections {
+        eprintln!(
+            "persistent:   connection {} {:?}: total items {}, in flight {}, available slots {}",
+            connection.from,
+            connection.connection_name,
+            connection.total_items,
+            connection.in_flight_messages,
+            connection.available_slots,
+        );
+    }
+}
+
+async fn persistent(target: &Target, args: &PersistentArgs) -> anyhow::Result<PersistentReport> {
+    check_append_size(1, args.size)?;
+    let writer = wait_until_ready(&target.connection_string, READY_TIMEOUT, false).await?;
+    let clients = connect_warm(
+        &target.connection_string,
+        args.connections.min(args.consumers),
+    )
+    .await?;
+    let stream = format!("bench-ps-{}", uuid::Uuid::new_v4().simple());
+    let report = match args.mode {
+        PersistentMode::Throughput => {
+            persistent_throughput(target, args, &writer, &clients, &stream).await
+        }
+        PersistentMode::Latency => {
+            persistent_latency(target, args, &writer, &clients, &stream).await
+        }
+    };
+    // Leave no group behind on an external server; the embedded one is about to go anyway.
+    if let Err(error) = writer
+        .delete_persistent_subscription(
+            stream.as_str(),
+            PERSISTENT_GROUP,
+            &DeletePersistentSubscriptionOptions::default(),
+        )
+        .await
+    {
+        eprintln!("persistent: could not delete the group: {error}");
+    }
+    report
+}
+
+/// Appends exactly `events` events to `stream` in batches; returns how long it took.
+async fn prewrite_exactly(
+    writer: &Client,
+    stream: &str,
+    events: u64,
+    size: usize,
+) -> anyhow::Result<Duration> {
+    let events_per_append = prewrite_events_per_append(size);
+    let started = Instant::now();
+    let full_appends = events / events_per_append;
+    if full_appends > 0 {
+        let outcome = run_appends(
+            std::slice::from_ref(writer),
+            AppendPlan {
+                appends: full_appends,
+                events_per_append,
+                streams: Arc::new(vec![stream.to_owned()]),
+                concurrency: 4,
+                payload: payload(size),
+                record_latency: false,
+                label: "prewrite",
+            },
+        )
+        .await?;
+        outcome.ensure_no_failure().context("pre-write events")?;
+    }
+    let rest = events % events_per_append;
+    if rest > 0 {
+        let data = payload(size);
+        let batch: Vec<EventData> = (0..rest)
+            .map(|_| EventData::binary(BENCH_EVENT_TYPE, data.clone()))
+            .collect();
+        writer
+            .append_to_stream(
+                stream,
+                &AppendToStreamOptions::default().expected_revision(ExpectedRevision::Any),
+                batch,
+            )
+            .await
+            .context("pre-write the last events")?;
+    }
+    Ok(started.elapsed())
+}
+
+async fn persistent_throughput(
+    target: &Target,
+    args: &PersistentArgs,
+    writer: &Client,
+    clients: &[Client],
+    stream: &str,
+) -> anyhow::Result<PersistentReport> {
+    eprintln!("persistent: pre-writing {} events to {stream}", args.events);
+    let prewrite_elapsed = prewrite_exactly(writer, stream, args.events, args.size).await?;
+    writer
+        .create_persistent_subscription(
+            stream,
+            PERSISTENT_GROUP,
+            &bench_group_options(StreamPosition::Start),
+        )
+        .await
+        .context("create the persistent subscription group")?;
+    eprintln!(
+        "persistent: {} consumers (buffer {}) on {} connections acking {} events one by one",
+        args.consumers,
+        args.buffer_size,
+        clients.len(),
+        args.events
+    );
+    let seen = Arc::new(SeenRevisions::new(args.events));
+    let all_seen = Arc::new(tokio::sync::Notify::new());
+    let _progress = Progress::spawn(
+        "persistent",
+        "events acked",
+        seen.unique.clone(),
+        args.events,
+    );
+    let rss = RssSampler::start(target);
+    let started = Instant::now();
+    let mut consumers = Consumers::spawn(
+        clients,
+        args.consumers,
+        stream,
+        args.buffer_size,
+        &seen,
+        &all_seen,
+        args.events,
+        false,
+        None,
+    );
+    let waited = consumers
+        .wait_for_all(&all_seen, Duration::from_secs(args.timeout_secs), &seen)
+        .await;
+    let elapsed = started.elapsed();
+    describe_group(writer, stream).await;
+    let stopped = consumers.stop().await;
+    waited?;
+    let totals = sum_consumers(stopped?)?;
+    Ok(PersistentReport::Throughput(PersistentThroughputReport {
+        test: "persistent",
+        target: target.kind,
+        mode: "throughput",
+        events: args.events,
+        consumers: args.consumers,
+        connections: clients.len() as u64,
+        buffer_size: args.buffer_size,
+        size: args.size,
+        seconds: seconds(elapsed),
+        messages_per_sec: per_second(args.events, elapsed),
+        per_consumer: totals.per_consumer,
+        duplicates: totals.duplicates,
+        retried: totals.retried,
+        prewrite_seconds: seconds(prewrite_elapsed),
+        rss_mb: rss.map(RssSampler::finish),
+    }))
+}
+
+async fn persistent_latency(
+    target: &Target,
+    args: &PersistentArgs,
+    writer: &Client,
+    clients: &[Client],
+    stream: &str,
+) -> anyhow::Result<PersistentReport> {
+    let planned = args.rate.saturating_mul(args.duration_secs);
+    writer
+        .create_persistent_subscription(
+            stream,
+            PERSISTENT_GROUP,
+            &bench_group_options(StreamPosition::End),
+        )
+        .await
+        .context("create the persistent subscription group")?;
+    let seen = Arc::new(SeenRevisions::new(planned));
+    let all_seen = Arc::new(tokio::sync::Notify::new());
+    let (ready_sender, mut ready) = tokio::sync::mpsc::channel(
+        usize::try_from(args.consumers)
+            .unwrap_or(1024)
+            .clamp(1, 1024),
+    );
+    let mut consumers = Consumers::spawn(
+        clients,
+        args.consumers,
+        stream,
+        args.buffer_size,
+        &seen,
+        &all_seen,
+        planned,
+        true,
+        Some(&ready_sender),
+    );
+    drop(ready_sender);
+    if let Err(error) = consumers.wait_until_confirmed(&mut ready).await {
+        let _ = consumers.stop().await;
+        return Err(error);
+    }
+    eprintln!(
+        "persistent: {} consumers (buffer {}) confirmed; appending {} events/s for {} s to {stream}",
+        args.consumers, args.buffer_size, args.rate, args.duration_secs
+    );
+
+    let rss = RssSampler::start(target);
+    let appended = Arc::new(AtomicU64::new(0));
+    let append_errors = Arc::new(AtomicU64::new(0));
+    let progress = Progress::spawn("persistent", "events appended", appended.clone(), planned);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_LATENCY_APPENDS_IN_FLIGHT));
+    let mut appends = tokio::task::JoinSet::new();
+    let mut append_latencies_us =
+        Vec::with_capacity(usize::try_from(planned).unwrap_or(0).min(100_000_000));
+    // Periods below the timer's millisecond resolution fire in bursts; Burst keeps the average at `rate`.
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    for _event in 0..planned {
+        ticks.tick().await;
+        while let Some(joined) = appends.try_join_next() {
+            append_latencies_us.extend(joined.context("an append task panicked")?);
+        }
+        if append_errors.load(Ordering::Relaxed) >= MAX_FAILED_APPENDS {
+            break;
+        }
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .context("the append limiter closed")?;
+        let writer = writer.clone();
+        let stream = stream.to_owned();
+        let (appended, append_errors, size) = (appended.clone(), append_errors.clone(), args.size);
+        appends.spawn(async move {
+            let event = EventData::binary(BENCH_EVENT_TYPE, timestamped_payload(size));
+            let options = AppendToStreamOptions::default().expected_revision(ExpectedRevision::Any);
+            let sent = Instant::now();
+            let latency_us = match writer
+                .append_to_stream(stream.as_str(), &options, event)
+                .await
+            {
+                Ok(_) => {
+                    appended.fetch_add(1, Ordering::Relaxed);
+                    Some(micros(sent.elapsed()))
+                }
+                Err(error) => {
+                    if append_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("persistent: an append failed: {error}");
+                    }
+                    None
+                }
+            };
+            drop(permit);
+            latency_us
+        });
+    }
+    while let Some(joined) = appends.join_next().await {
+        append_latencies_us.extend(joined.context("an append task panicked")?);
+    }
+    let elapsed = started.elapsed();
+    drop(progress);
+    let appended = appended.load(Ordering::Relaxed);
+    let append_errors = append_errors.load(Ordering::Relaxed);
+
+    // Give the consumers time to receive what was appended, then stop them.
+    let drain = Duration::from_secs(args.timeout_secs).min(MAX_LATENCY_DRAIN);
+    let drain_started = Instant::now();
+    while seen.unique() < appended && drain_started.elapsed() < drain {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            early = consumers.tasks.join_next() => {
+                let _ = consumers.stop().await;
+                return Err(early_stop(early));
+            }
+        }
+    }
+    let delivered = seen.unique();
+    describe_group(writer, stream).await;
+    if delivered < appended {
+        eprintln!(
+            "persistent: only {delivered} of {appended} appended events were delivered within {drain:?} of the last append"
+        );
+    }
+    let totals = sum_consumers(consumers.stop().await?)?;
+    Ok(PersistentReport::Latency(PersistentLatencyReport {
+        test: "persistent",
+        target: target.kind,
+        mode: "latency",
+        rate: args.rate,
+        events_per_sec: per_second(appended, elapsed),
+        seconds: seconds(elapsed),
+        events: appended,
+        delivered,
+        consumers: args.consumers,
+        connections: clients.len() as u64,
+        buffer_size: args.buffer_size,
+        size: args.size,
+        latency_us: LatencySummary::of(totals.latencies_us),
+        append_latency_us: LatencySummary::of(append_latencies_us),
+        per_consumer: totals.per_consumer,
+        duplicates: totals.duplicates,
+        retried: totals.retried,
+        append_errors,
+        rss_mb: rss.map(RssSampler::finish),
+    }))
 }
 
 #[cfg(test)]

@@ -22,6 +22,10 @@ use crate::storage::{
 
 pub type ConsumerId = u64;
 
+/// Pinned strategies hash each stream (or correlation id) into one of this many buckets; a bucket stays with its
+/// consumer until that consumer leaves, so others keep theirs.
+const PINNED_BUCKETS: u64 = 1024;
+
 /// What a consumer's stream receives.
 #[derive(Debug)]
 pub enum Delivery {
@@ -196,6 +200,8 @@ pub struct Group {
     consumers: Vec<Consumer>,
     next_consumer_id: ConsumerId,
     round_robin: usize,
+    /// Pinned strategies: bucket of a stream (or correlation id) → the consumer it stays with.
+    pinned: HashMap<u64, ConsumerId>,
     total_items: u64,
     rate: Rate,
     parked: u64,
@@ -239,6 +245,7 @@ impl Group {
             consumers: Vec::new(),
             next_consumer_id: 1,
             round_robin: 0,
+            pinned: HashMap::new(),
             total_items: 0,
             rate: Rate::new(),
             parked: 0,
@@ -530,6 +537,7 @@ impl Group {
             return;
         };
         let consumer = self.consumers.remove(index);
+        self.pinned.retain(|_, owner| *owner != id);
         if let Some(reason) = reason {
             let _ = consumer.deliveries.try_send(Delivery::Dropped(reason));
         }
@@ -664,7 +672,28 @@ impl Group {
                 } else {
                     original.stream.clone()
                 };
-                let index = (hash_of(&key) % n as u64) as usize;
+                let bucket = hash_of(&key) % PINNED_BUCKETS;
+                let owner = match self.pinned.get(&bucket) {
+                    Some(owner) => *owner,
+                    None => {
+                        // A free bucket goes to the consumer owning the fewest.
+                        let mut owned: HashMap<ConsumerId, usize> =
+                            self.consumers.iter().map(|c| (c.id, 0)).collect();
+                        for owner in self.pinned.values() {
+                            if let Some(count) = owned.get_mut(owner) {
+                                *count += 1;
+                            }
+                        }
+                        let owner = self
+                            .consumers
+                            .iter()
+                            .min_by_key(|c| owned.get(&c.id).copied().unwrap_or(0))
+                            .map(|c| c.id)?;
+                        self.pinned.insert(bucket, owner);
+                        owner
+                    }
+                };
+                let index = self.consumers.iter().position(|c| c.id == owner)?;
                 has_room(&self.consumers[index]).then_some(index)
             }
         }

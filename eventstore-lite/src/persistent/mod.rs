@@ -217,7 +217,16 @@ impl Subsystem {
             .remove(&key)
             .ok_or_else(|| not_found(stream, group))?;
         stop(&handle, DropReason::Deleted).await;
-        self.persist(&groups).await
+        self.persist(&groups).await?;
+        // Like EventStoreDB, a deleted group takes its checkpoint and parked messages with it, so a group created
+        // again under the same name starts afresh.
+        for owned in [
+            handle.config.checkpoint_stream(),
+            handle.config.parked_stream(),
+        ] {
+            let _ = self.store.delete(owned, ExpectedRevision::Any, false).await;
+        }
+        Ok(())
     }
 
     pub async fn connect(

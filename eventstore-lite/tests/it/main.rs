@@ -8,6 +8,7 @@ mod bad_input;
 mod delete;
 mod http_endpoints;
 mod metadata;
+mod persistent;
 mod projections;
 mod read;
 mod security;
