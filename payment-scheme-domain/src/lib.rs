@@ -2,5 +2,7 @@
 //! `outboundPayment-…` streams.
 //!
 //! - [`validation`]: Bacs gateway validation of inbound payments.
+//! - [`inbound`]: the inbound payment process (aggregate and stage handlers).
 
+pub mod inbound;
 pub mod validation;
