@@ -37,6 +37,10 @@ use crate::{ServerConfig, StorageLocation};
 /// How long open connections get to finish after shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The remote address of the connection a request came on (in the request's extensions).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerAddr(pub SocketAddr);
+
 /// A server started by [`start`].
 pub struct RunningServer {
     addr: SocketAddr,
@@ -224,6 +228,7 @@ async fn accept_loop(
         let tcp = QuickAck(tcp);
         let (app, shutdown, tls) = (app.clone(), shutdown.clone(), tls.clone());
         connections.spawn(async move {
+            let app = app.layer(axum::Extension(PeerAddr(peer)));
             match tls {
                 None => serve_connection(tcp, app, shutdown).await,
                 Some(acceptor) => match acceptor.accept(tcp).await {

@@ -402,8 +402,9 @@ impl persistent_subscriptions_server::PersistentSubscriptions for PersistentServ
     ) -> Result<Response<ReadStream>, Status> {
         let principal = principal(&request);
         let from = request
-            .remote_addr()
-            .map(|a| a.to_string())
+            .extensions()
+            .get::<crate::server::PeerAddr>()
+            .map(|peer| peer.0.to_string())
             .unwrap_or_default();
         let connection_name = request
             .metadata()

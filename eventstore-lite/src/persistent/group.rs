@@ -362,6 +362,8 @@ impl Group {
         loop {
             if let Err(error) = self.fill().await {
                 tracing::error!(group = %self.config.id(), %error, "persistent subscription cannot read its source");
+                // Try again on the next commit (or command) rather than spin.
+                self.exhausted = true;
             }
             self.dispatch();
             self.maybe_checkpoint(false).await;

@@ -16,6 +16,10 @@ use super::{now_ticks, EventFilter, Store, StoredEvent, TOMBSTONE_REVISION};
 /// Namespace of the ids given to the links the system projections keep in the index.
 const LINK_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_6e6b_2d69_6473_2d65_736c_6974_6501);
 const TICKS_PER_SECOND: i64 = 10_000_000;
+/// Reads through the index need no bound: an index entry points at a record the writer put in the log before
+/// committing the index, while `committed_end` is published just after that commit and may lag behind a reader's
+/// index snapshot.
+const INDEX_READ_BOUND: u64 = u64::MAX;
 
 /// Where a stream read starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +115,7 @@ impl Store {
         resolve_links: bool,
     ) -> Result<StreamRead, ReadError> {
         let reader = ix(self.shared.index.reader())?;
-        let end = self.committed_end();
+        let end = INDEX_READ_BOUND;
         let window = match self.visibility(&reader, stream, end)? {
             Visibility::Missing | Visibility::SoftDeleted => return Ok(StreamRead::NotFound),
             Visibility::Tombstoned => return Err(ReadError::StreamDeleted(stream.to_owned())),
@@ -165,13 +169,13 @@ impl Store {
     /// The stream's metadata (`None` when it has none).
     pub fn stream_metadata(&self, stream: &str) -> Result<Option<StreamMetadata>, ReadError> {
         let reader = ix(self.shared.index.reader())?;
-        self.metadata(&reader, stream, self.committed_end())
+        self.metadata(&reader, stream, INDEX_READ_BOUND)
     }
 
     /// The stream's last revision, if it has events and is not deleted.
     pub fn last_revision(&self, stream: &str) -> Result<Option<u64>, ReadError> {
         let reader = ix(self.shared.index.reader())?;
-        match self.visibility(&reader, stream, self.committed_end())? {
+        match self.visibility(&reader, stream, INDEX_READ_BOUND)? {
             Visibility::Visible(window) => Ok(Some(window.last)),
             Visibility::Tombstoned => Err(ReadError::StreamDeleted(stream.to_owned())),
             _ => Ok(None),
@@ -211,7 +215,9 @@ impl Store {
                     reader = Some(ix(self.shared.index.reader())?);
                 }
                 match &reader {
-                    Some(r) => self.resolve_link_data(r, &event.data, end, &mut cache)?,
+                    Some(r) => {
+                        self.resolve_link_data(r, &event.data, INDEX_READ_BOUND, &mut cache)?
+                    }
                     None => None,
                 }
             } else {
