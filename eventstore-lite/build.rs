@@ -18,6 +18,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(false)
         .build_server(true)
         .bytes(["."])
+        .extern_path(
+            ".event_store.client.streams.ReadResp",
+            "crate::grpc::wire::ReadResp",
+        )
         .compile_fds(descriptors)?;
     Ok(())
 }

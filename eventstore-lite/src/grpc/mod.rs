@@ -4,6 +4,7 @@
 pub mod features;
 pub mod persistent;
 pub mod streams;
+pub mod wire;
 
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};

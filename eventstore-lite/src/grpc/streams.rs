@@ -15,11 +15,12 @@ use tonic::{Request, Response, Status, Streaming};
 use super::proto::streams::read_req::options as read_options;
 use super::proto::streams::{
     append_req, append_resp, batch_append_req, batch_append_resp, delete_req, delete_resp,
-    read_resp, streams_server, tombstone_resp, AppendReq, AppendResp, BatchAppendReq,
-    BatchAppendResp, DeleteReq, DeleteResp, Position, ProposedMessage, ReadReq, ReadResp,
+    read_resp_control, streams_server, tombstone_resp, AppendReq, AppendResp, BatchAppendReq,
+    BatchAppendResp, DeleteReq, DeleteResp, Position, ProposedMessage, ReadReq, ReadRespControl,
     TombstoneReq, TombstoneResp,
 };
 use super::proto::{self, AllStreamPosition};
+use super::wire::ReadResp;
 use super::{
     access_denied, internal, invalid_argument, maximum_append_size_exceeded, principal, required,
     server_unavailable, stream_deleted, stream_identifier, stream_name, uuid_from_proto,
@@ -198,7 +199,7 @@ fn append_wrong_version(current: Option<u64>, expected: ExpectedRevision) -> App
 pub fn recorded_event(
     event: &StoredEvent,
     format: UuidFormat,
-) -> read_resp::read_event::RecordedEvent {
+) -> read_resp_control::read_event::RecordedEvent {
     let mut metadata = HashMap::with_capacity(3);
     metadata.insert("type".to_owned(), event.event_type.clone());
     metadata.insert(
@@ -211,7 +212,7 @@ pub fn recorded_event(
         .to_owned(),
     );
     metadata.insert("created".to_owned(), event.created.to_string());
-    read_resp::read_event::RecordedEvent {
+    read_resp_control::read_event::RecordedEvent {
         id: Some(uuid_to_proto(event.id, format)),
         stream_identifier: Some(stream_identifier(&event.stream)),
         stream_revision: event.revision,
@@ -223,12 +224,14 @@ pub fn recorded_event(
     }
 }
 
-/// The wire form of a read item: with resolution, `event` is the target and `link` the link.
+/// The wire form of a read item, as the generated message: with resolution, `event` is the target and `link` the
+/// link. The server sends `wire::ReadResp`, whose tests check it decodes to exactly this.
+#[cfg(test)]
 pub fn read_event(
     item: &ResolvedItem,
     resolve_links: bool,
     format: UuidFormat,
-) -> read_resp::ReadEvent {
+) -> read_resp_control::ReadEvent {
     let (event, link) = if resolve_links && item.is_link {
         (
             item.target.as_ref().map(|t| recorded_event(t, format)),
@@ -237,23 +240,28 @@ pub fn read_event(
     } else {
         (Some(recorded_event(&item.record, format)), None)
     };
-    read_resp::ReadEvent {
+    read_resp_control::ReadEvent {
         event,
         link,
-        position: Some(read_resp::read_event::Position::CommitPosition(
+        position: Some(read_resp_control::read_event::Position::CommitPosition(
             item.record.position,
         )),
     }
 }
 
-fn event_resp(item: &ResolvedItem, plan: &ReadPlan) -> ReadResp {
-    ReadResp {
-        content: Some(read_resp::Content::Event(read_event(
-            item,
-            plan.resolve_links,
-            plan.uuid_format,
-        ))),
+fn event_resp(item: ResolvedItem, plan: &ReadPlan) -> ReadResp {
+    ReadResp::Event {
+        item,
+        resolve_links: plan.resolve_links,
+        format: plan.uuid_format,
     }
+}
+
+/// A control message (confirmation, checkpoint, positions, …).
+fn control(content: read_resp_control::Content) -> ReadResp {
+    ReadResp::Control(ReadRespControl {
+        content: Some(content),
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -787,13 +795,11 @@ async fn read_stream(
             .map_err(read_error)?;
     let (items, last_revision, first_revision) = match first {
         StreamRead::NotFound => {
-            let not_found = ReadResp {
-                content: Some(read_resp::Content::StreamNotFound(
-                    read_resp::StreamNotFound {
-                        stream_identifier: Some(stream_identifier(&name)),
-                    },
-                )),
-            };
+            let not_found = control(read_resp_control::Content::StreamNotFound(
+                read_resp_control::StreamNotFound {
+                    stream_identifier: Some(stream_identifier(&name)),
+                },
+            ));
             return Ok(Response::new(Box::pin(tokio_stream::once(Ok(not_found)))));
         }
         StreamRead::Found {
@@ -809,7 +815,7 @@ async fn read_stream(
         loop {
             let got = items.len();
             let mut next_revision = None;
-            for item in items.iter().take(remaining.min(usize::MAX as u64) as usize) {
+            for item in std::mem::take(&mut items).into_iter().take(remaining.min(usize::MAX as u64) as usize) {
                 next_revision = Some(item.record.revision);
                 yield event_resp(item, &plan);
             }
@@ -837,9 +843,9 @@ async fn read_stream(
         }
         if plan.compatibility >= 1 {
             if empty_first_page && from != StreamFrom::Start {
-                yield ReadResp { content: Some(read_resp::Content::FirstStreamPosition(first_revision)) };
+                yield control(read_resp_control::Content::FirstStreamPosition(first_revision));
             }
-            yield ReadResp { content: Some(read_resp::Content::LastStreamPosition(last_revision)) };
+            yield control(read_resp_control::Content::LastStreamPosition(last_revision));
         }
     };
     Ok(Response::new(Box::pin(stream)))
@@ -858,23 +864,22 @@ fn read_all(store: Store, plan: ReadPlan, from: AllFrom, count: u64) -> Response
             })
             .await?
             .map_err(read_error)?;
-            for item in &read.items {
+            let got = read.items.len();
+            for item in read.items {
                 yield event_resp(item, &plan);
             }
-            remaining = remaining.saturating_sub(read.items.len() as u64);
-            if read.reached_end || read.items.is_empty() {
+            remaining = remaining.saturating_sub(got as u64);
+            if read.reached_end || got == 0 {
                 break;
             }
             from = AllFrom::Position(read.next);
         }
         if plan.compatibility >= 1 {
             let end = store.committed_end();
-            yield ReadResp {
-                content: Some(read_resp::Content::LastAllStreamPosition(AllStreamPosition {
+            yield control(read_resp_control::Content::LastAllStreamPosition(AllStreamPosition {
                     commit_position: end,
                     prepare_position: end,
-                })),
-            };
+                }));
         }
     };
     Response::new(Box::pin(stream))
@@ -894,9 +899,7 @@ fn subscribe(
     let stream = async_stream::try_stream! {
         let _guard = LiveGuard::new(live);
         let mut commits = store.watch_commits();
-        yield ReadResp {
-            content: Some(read_resp::Content::Confirmation(read_resp::SubscriptionConfirmation { subscription_id })),
-        };
+        yield control(read_resp_control::Content::Confirmation(read_resp_control::SubscriptionConfirmation { subscription_id }));
         let resolve = plan.resolve_links;
         let mut caught_up_sent = false;
         match source {
@@ -927,7 +930,7 @@ fn subscribe(
                         StreamRead::NotFound => Vec::new(),
                     };
                     let full = items.len() == PAGE;
-                    for item in &items {
+                    for item in items {
                         next = item.record.revision + 1;
                         yield event_resp(item, &plan);
                     }
@@ -936,7 +939,7 @@ fn subscribe(
                     }
                     if !caught_up_sent {
                         caught_up_sent = true;
-                        yield ReadResp { content: Some(read_resp::Content::CaughtUp(read_resp::CaughtUp {})) };
+                        yield control(read_resp_control::Content::CaughtUp(read_resp_control::CaughtUp {}));
                     }
                     let stopping = tokio::select! {
                         changed = commits.changed() => changed.is_err(),
@@ -966,25 +969,24 @@ fn subscribe(
                     let read = blocking(move || s.read_all(position, false, ALL_PAGE, ALL_PAGE * 4, filter.as_ref(), resolve))
                         .await?
                         .map_err(read_error)?;
-                    for item in &read.items {
+                    let (scanned, last_scanned, next, reached_end) = (read.scanned, read.last_scanned, read.next, read.reached_end);
+                    for item in read.items {
                         yield event_resp(item, &plan);
                     }
                     if let Some(every) = plan.checkpoint_every {
                         let before = considered;
-                        considered += read.scanned;
-                        if let (true, Some(p)) = (considered / every > before / every, read.last_scanned) {
-                            yield ReadResp {
-                                content: Some(read_resp::Content::Checkpoint(Position { commit_position: p, prepare_position: p })),
-                            };
+                        considered += scanned;
+                        if let (true, Some(p)) = (considered / every > before / every, last_scanned) {
+                            yield control(read_resp_control::Content::Checkpoint(Position { commit_position: p, prepare_position: p }));
                         }
                     }
-                    position = AllFrom::Position(read.next);
-                    if !read.reached_end {
+                    position = AllFrom::Position(next);
+                    if !reached_end {
                         continue;
                     }
                     if !caught_up_sent {
                         caught_up_sent = true;
-                        yield ReadResp { content: Some(read_resp::Content::CaughtUp(read_resp::CaughtUp {})) };
+                        yield control(read_resp_control::Content::CaughtUp(read_resp_control::CaughtUp {}));
                     }
                     let stopping = tokio::select! {
                         changed = commits.changed() => changed.is_err(),
