@@ -2,8 +2,9 @@
 //! consumer according to the strategy, tracks what is in flight, retries on nack or timeout, parks what keeps
 //! failing, and checkpoints the position below which everything is done.
 //!
-//! Memory is bounded: the group reads ahead at most `read_batch_size` undelivered events (plus retries), and each
-//! consumer holds at most its `buffer_size` in flight.
+//! Memory is bounded: the group reads `read_batch_size` events at a time and holds at most `history_buffer_size`
+//! undelivered events while catching up (`live_buffer_size` once live), plus retries; each consumer holds at
+//! most its `buffer_size` in flight.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -184,6 +185,8 @@ pub struct Group {
     /// Next source position to read: a stream revision, or an `$all` position (inclusive).
     cursor: u64,
     exhausted: bool,
+    /// Reached the end of the source at least once (buffers by `live_buffer_size` from then on).
+    caught_up: bool,
     next_seq: u64,
     buffer: VecDeque<Message>,
     retries: VecDeque<Message>,
@@ -232,6 +235,7 @@ impl Group {
             filter,
             cursor: 0,
             exhausted: false,
+            caught_up: false,
             next_seq: 0,
             buffer: VecDeque::new(),
             retries: VecDeque::new(),
@@ -568,9 +572,17 @@ impl Group {
 
     /// Reads ahead while fewer than `read_batch_size` messages wait to be delivered.
     async fn fill(&mut self) -> Result<(), String> {
-        let batch = (self.config.settings.read_batch_size.max(1)) as usize;
-        while !self.exhausted && self.buffer.len() < batch {
-            let want = batch - self.buffer.len();
+        let settings = &self.config.settings;
+        let batch = settings.read_batch_size.max(1) as usize;
+        // Catching up, the group buffers up to the history buffer; once live, up to the live buffer.
+        let limit = if self.caught_up {
+            settings.live_buffer_size
+        } else {
+            settings.history_buffer_size
+        };
+        let limit = (limit as usize).max(batch);
+        while !self.exhausted && self.buffer.len() < limit {
+            let want = batch.min(limit - self.buffer.len());
             let resolve = self.config.settings.resolve_link_tos;
             let cursor = self.cursor;
             let (items, next, reached_end) = if self.config.is_all() {
@@ -644,6 +656,7 @@ impl Group {
             self.cursor = next;
             if reached_end {
                 self.exhausted = true;
+                self.caught_up = true;
             }
         }
         Ok(())
