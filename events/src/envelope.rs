@@ -108,7 +108,7 @@ macro_rules! domain_events {
 
             fn to_json(&self) -> Vec<u8> {
                 let json = match self {
-                    $(Self::$variant(event) => serde_json::to_vec(event)),*
+                    $(Self::$variant(event) => $crate::__serde_json::to_vec(event)),*
                 };
                 // Serialising plain structs of strings and numbers cannot fail.
                 json.unwrap_or_default()
@@ -116,7 +116,7 @@ macro_rules! domain_events {
 
             fn decode(event_type: &str, data: &[u8]) -> Result<Self, $crate::envelope::DecodeError> {
                 match event_type {
-                    $(stringify!($variant) => serde_json::from_slice(data).map(Self::$variant).map_err(|source| {
+                    $(stringify!($variant) => $crate::__serde_json::from_slice(data).map(Self::$variant).map_err(|source| {
                         $crate::envelope::DecodeError::Json { event_type: event_type.to_owned(), source }
                     }),)*
                     other => Err($crate::envelope::DecodeError::UnknownType(other.to_owned())),

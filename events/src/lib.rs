@@ -19,5 +19,9 @@ pub mod streams;
 pub mod transfers;
 
 pub use envelope::{DecodeError, DomainEvent, EventMetadata};
+
 pub use ids::{AccountId, AccountNumber, IdError, PaymentId, SortCode, TransferId};
 pub use money::Money;
+/// Used by `domain_events!`, so crates using the macro need no serde_json dependency of their own.
+#[doc(hidden)]
+pub use serde_json as __serde_json;

@@ -1,0 +1,158 @@
+//! HTTP scaffolding shared by the services: a router builder that adds health, metrics, the OpenAPI document and
+//! docs page, JSON errors for unknown routes, correlation ids and request tracing; and `serve` with graceful
+//! shutdown.
+//!
+//! - `error`: `ApiError` (the status-code mapping), `ErrorBody`, and the `ApiJson` / `ApiQuery` / `ApiPath`
+//!   extractors that reject with it.
+//! - `correlation`: `CorrelationId` and the tracing middleware.
+//! - `health`: `Readiness` and the `/health/*` and `/metrics` handlers.
+//! - `docs`: the merged OpenAPI document and its HTML page.
+
+mod correlation;
+mod docs;
+mod error;
+mod health;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::http::{header, Method, Uri};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use self::correlation::{CorrelationId, CORRELATION_ID_HEADER};
+pub use self::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+pub use self::health::{LivenessBody, Readiness, ReadinessBody, ReadyFlag};
+pub use utoipa::openapi::OpenApi as OpenApiDocument;
+
+use self::health::OperationsState;
+use crate::metrics::Metrics;
+
+/// Builds a service's router: its own routes plus what every service serves.
+///
+/// | route            | what                                                        |
+/// |------------------|-------------------------------------------------------------|
+/// | `/health/live`   | 200 while the process answers                               |
+/// | `/health/ready`  | 200 when every [`Readiness`] check passes, else 503         |
+/// | `/metrics`       | the [`Metrics`] registry, Prometheus text                   |
+/// | `/openapi.json`  | the service's OpenAPI document, with the routes above added |
+/// | `/docs`          | that document as an HTML page                               |
+///
+/// Every request gets a [`CorrelationId`] and a span; unknown routes and methods answer with an [`ErrorBody`].
+pub struct RouterBuilder {
+    title: String,
+    routes: Router,
+    metrics: Metrics,
+    readiness: Readiness,
+    openapi: Option<OpenApiDocument>,
+}
+
+impl RouterBuilder {
+    /// `title` names the service in the docs page when no OpenAPI document is given.
+    pub fn new(title: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            routes: Router::new(),
+            metrics: Metrics::new(),
+            readiness: Readiness::new(),
+            openapi: None,
+        }
+    }
+
+    /// Adds the service's routes (state already supplied with `with_state`).
+    pub fn routes(mut self, routes: Router) -> Self {
+        self.routes = self.routes.merge(routes);
+        self
+    }
+
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// The service's OpenAPI document (e.g. from `#[derive(utoipa::OpenApi)]`).
+    pub fn openapi(mut self, document: OpenApiDocument) -> Self {
+        self.openapi = Some(document);
+        self
+    }
+
+    pub fn build(self) -> Router {
+        let document = docs::document(self.openapi, &self.title);
+        let openapi_json: Arc<str> = document
+            .to_pretty_json()
+            .unwrap_or_else(|_| "{}".to_owned())
+            .into();
+        let docs_page: Arc<str> = docs::render_html(&document).into();
+        let operations = Router::new()
+            .route("/health/live", get(health::live))
+            .route("/health/ready", get(health::ready))
+            .route("/metrics", get(health::metrics))
+            .with_state(OperationsState {
+                metrics: self.metrics.clone(),
+                readiness: self.readiness,
+            });
+        let documentation = Router::new()
+            .route(
+                "/openapi.json",
+                get(move || {
+                    let json = openapi_json.clone();
+                    async move {
+                        (
+                            [(header::CONTENT_TYPE, "application/json")],
+                            json.to_string(),
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/docs",
+                get(move || {
+                    let page = docs_page.clone();
+                    async move { Html(page.to_string()) }
+                }),
+            );
+        self.routes
+            .merge(operations)
+            .merge(documentation)
+            .fallback(no_route)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(axum::middleware::from_fn_with_state(
+                self.metrics,
+                correlation::trace_requests,
+            ))
+    }
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> impl IntoResponse {
+    let body = ErrorBody {
+        error: "method_not_allowed".to_owned(),
+        message: format!("{} does not accept {method}", uri.path()),
+    };
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting and lets requests in progress
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "serving HTTP");
+    }
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

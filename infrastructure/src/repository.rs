@@ -1,0 +1,436 @@
+//! The aggregate repository: rebuilds an aggregate by folding its stream (from its latest snapshot when there is
+//! one), saves new events with the loaded revision as the expected revision, retries a decision when another
+//! writer got there first, and keeps snapshots of long streams in a separate `snapshot-<stream>` stream.
+
+use std::marker::PhantomData;
+
+use chrono::{DateTime, Utc};
+use events::ids::deterministic_event_id;
+use events::{DomainEvent, EventMetadata};
+use eventstore::{EventData, ExpectedRevision, ReadStreamOptions, StreamPosition};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Appended, EventStore, NewEvent, StoreError};
+
+/// The event type of the snapshots in a `snapshot-<stream>` stream.
+pub const SNAPSHOT_EVENT_TYPE: &str = "AggregateSnapshotTaken";
+
+/// How many times [`Repository::execute`] decides again after losing a race to another writer.
+const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// State rebuilt from one stream of events.
+///
+/// The state is serialised as JSON into snapshots, so it must round-trip through serde; bump
+/// [`Aggregate::SNAPSHOT_VERSION`] when its shape changes in a way older snapshots cannot be read as, and they
+/// are ignored (the stream is folded from its start instead).
+pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync {
+    type Event: DomainEvent + Clone + Send + Sync;
+    /// What names one aggregate (an account id, a payment id, `()` for a singleton).
+    type Id: ?Sized + Sync;
+
+    const SNAPSHOT_VERSION: u32 = 1;
+
+    /// The stream that holds the aggregate's events.
+    fn stream_name(id: &Self::Id) -> String;
+
+    /// Applies an event that happened. Never fails: the decision that produced the event already validated it.
+    fn apply(&mut self, event: &Self::Event);
+}
+
+/// The stream holding the snapshots of `stream`: a category of its own (`snapshot`), with no `$` (which is
+/// reserved for the server's own streams) and no suffix (which would put snapshots into the aggregate's
+/// category, where `$ce-` subscribers would meet them).
+pub fn snapshot_stream(stream: &str) -> String {
+    format!("snapshot-{stream}")
+}
+
+/// An aggregate as rebuilt from its stream, and where that stream was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<A> {
+    pub state: A,
+    /// The revision of the last event applied; `None` when the stream does not exist yet.
+    pub revision: Option<u64>,
+    /// When the last event applied happened (from its metadata).
+    pub last_occurred_at: Option<DateTime<Utc>>,
+    /// The revision the latest snapshot read or written covers.
+    snapshot_revision: Option<u64>,
+}
+
+impl<A: Default> Loaded<A> {
+    fn empty() -> Self {
+        Self {
+            state: A::default(),
+            revision: None,
+            last_occurred_at: None,
+            snapshot_revision: None,
+        }
+    }
+}
+
+impl<A> Loaded<A> {
+    /// The expected revision of an append that builds on this state.
+    pub fn expected_revision(&self) -> ExpectedRevision {
+        match self.revision {
+            None => ExpectedRevision::NoStream,
+            Some(revision) => ExpectedRevision::Exact(revision),
+        }
+    }
+
+    /// Whether the stream held at least one event.
+    pub fn exists(&self) -> bool {
+        self.revision.is_some()
+    }
+}
+
+/// The metadata of the events one command writes, and how their ids are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandContext {
+    pub metadata: EventMetadata,
+    /// Names the decision (e.g. a message id and a step). With a key, event `i` of the decision on stream `s`
+    /// gets the id `deterministic_event_id(key, "s/i")`, so an append re-sent after an unknown outcome is
+    /// recognised by the store as already written. Without one, ids are random.
+    pub idempotency_key: Option<String>,
+}
+
+impl CommandContext {
+    pub fn new(metadata: EventMetadata) -> Self {
+        Self {
+            metadata,
+            idempotency_key: None,
+        }
+    }
+
+    pub fn idempotent(metadata: EventMetadata, key: impl Into<String>) -> Self {
+        Self {
+            metadata,
+            idempotency_key: Some(key.into()),
+        }
+    }
+
+    fn new_events<E>(&self, stream: &str, events: Vec<E>) -> Vec<NewEvent<E>> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(index, event)| match &self.idempotency_key {
+                Some(key) => NewEvent::with_id(
+                    deterministic_event_id(key, &format!("{stream}/{index}")),
+                    event,
+                    self.metadata.clone(),
+                ),
+                None => NewEvent::new(event, self.metadata.clone()),
+            })
+            .collect()
+    }
+}
+
+/// What [`Repository::execute`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed<A: Aggregate> {
+    /// The state after the new events.
+    pub state: A,
+    /// The events the decision produced (possibly none).
+    pub events: Vec<A::Event>,
+    /// Where they were written; `None` when there were none to write.
+    pub appended: Option<Appended>,
+    /// How many decisions it took (1 unless another writer got there first).
+    pub attempts: u32,
+}
+
+/// Why [`Repository::execute`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError<E> {
+    /// The decision refused the command.
+    #[error(transparent)]
+    Rejected(E),
+    /// Other writers kept appending to the stream between every load and save.
+    #[error("stream '{stream}' kept changing; gave up after {attempts} attempts")]
+    Conflict { stream: String, attempts: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Loads and saves aggregates of type `A`.
+pub struct Repository<A> {
+    store: EventStore,
+    snapshot_every: Option<u64>,
+    max_attempts: u32,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for Repository<A> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            snapshot_every: self.snapshot_every,
+            max_attempts: self.max_attempts,
+            _aggregate: PhantomData,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotToWrite<'a, A> {
+    schema_version: u32,
+    revision: u64,
+    occurred_at: Option<DateTime<Utc>>,
+    state: &'a A,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotRead<A> {
+    schema_version: u32,
+    revision: u64,
+    occurred_at: Option<DateTime<Utc>>,
+    state: A,
+}
+
+/// How far a load folds.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    End,
+    Revision(u64),
+    Instant(DateTime<Utc>),
+}
+
+impl Until {
+    fn admits_snapshot<A>(self, snapshot: &SnapshotRead<A>) -> bool {
+        match self {
+            Until::End => true,
+            Until::Revision(revision) => snapshot.revision <= revision,
+            Until::Instant(instant) => snapshot.occurred_at.is_some_and(|at| at <= instant),
+        }
+    }
+}
+
+impl<A: Aggregate> Repository<A> {
+    /// A repository without snapshots that retries a conflicting decision up to 5 times.
+    pub fn new(store: EventStore) -> Self {
+        Self {
+            store,
+            snapshot_every: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// Writes a snapshot whenever `events` events have been saved since the last one.
+    pub fn with_snapshots_every(mut self, events: u64) -> Self {
+        self.snapshot_every = Some(events.max(1));
+        self
+    }
+
+    /// How many decisions [`Repository::execute`] makes before it reports a conflict (at least 1).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// The aggregate as it is now: the latest snapshot plus the events after it. A stream that does not exist
+    /// (or was soft-deleted) loads as `A::default()` with no revision.
+    pub async fn load(&self, id: &A::Id) -> Result<Loaded<A>, StoreError> {
+        self.load_until(&A::stream_name(id), Until::End).await
+    }
+
+    /// The aggregate as it was once the event at `revision` had been applied (the time machine).
+    pub async fn load_at_revision(
+        &self,
+        id: &A::Id,
+        revision: u64,
+    ) -> Result<Loaded<A>, StoreError> {
+        self.load_until(&A::stream_name(id), Until::Revision(revision))
+            .await
+    }
+
+    /// The aggregate as it was at `instant`: every event up to the first one that occurred after it.
+    pub async fn load_as_of(
+        &self,
+        id: &A::Id,
+        instant: DateTime<Utc>,
+    ) -> Result<Loaded<A>, StoreError> {
+        self.load_until(&A::stream_name(id), Until::Instant(instant))
+            .await
+    }
+
+    /// Appends `events` on top of `loaded` (which must be the latest state), applies them, and writes a snapshot
+    /// when one is due. A concurrent writer makes this fail with [`StoreError::WrongExpectedVersion`].
+    pub async fn save(
+        &self,
+        id: &A::Id,
+        mut loaded: Loaded<A>,
+        events: Vec<NewEvent<A::Event>>,
+    ) -> Result<(Loaded<A>, Option<Appended>), StoreError> {
+        if events.is_empty() {
+            return Ok((loaded, None));
+        }
+        let stream = A::stream_name(id);
+        let appended = self
+            .store
+            .append(&stream, loaded.expected_revision(), &events)
+            .await?;
+        for new in &events {
+            loaded.state.apply(&new.event);
+        }
+        loaded.revision = Some(appended.last_revision);
+        loaded.last_occurred_at = events.last().map(|new| new.metadata.occurred_at);
+        self.snapshot_if_due(&stream, &mut loaded).await;
+        Ok((loaded, Some(appended)))
+    }
+
+    /// Loads the aggregate, lets `decide` turn the command into events, and saves them. When another writer
+    /// appended in between, loads again and decides again, up to the configured number of attempts.
+    pub async fn execute<F, E>(
+        &self,
+        id: &A::Id,
+        context: &CommandContext,
+        mut decide: F,
+    ) -> Result<Executed<A>, ExecuteError<E>>
+    where
+        F: FnMut(&A) -> Result<Vec<A::Event>, E>,
+    {
+        let stream = A::stream_name(id);
+        for attempt in 1..=self.max_attempts {
+            let loaded = self.load_until(&stream, Until::End).await?;
+            let events = decide(&loaded.state).map_err(ExecuteError::Rejected)?;
+            let new_events = context.new_events(&stream, events.clone());
+            match self.save(id, loaded, new_events).await {
+                Ok((saved, appended)) => {
+                    return Ok(Executed {
+                        state: saved.state,
+                        events,
+                        appended,
+                        attempts: attempt,
+                    })
+                }
+                Err(error) if error.is_wrong_expected_version() => {
+                    tracing::debug!(%stream, attempt, "another writer appended first; deciding again");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(ExecuteError::Conflict {
+            stream,
+            attempts: self.max_attempts,
+        })
+    }
+
+    async fn load_until(&self, stream: &str, until: Until) -> Result<Loaded<A>, StoreError> {
+        let mut loaded = match self.latest_snapshot(stream, until).await {
+            Some(snapshot) => Loaded {
+                state: snapshot.state,
+                revision: Some(snapshot.revision),
+                last_occurred_at: snapshot.occurred_at,
+                snapshot_revision: Some(snapshot.revision),
+            },
+            None => Loaded::empty(),
+        };
+        let from = loaded.revision.map_or(0, |revision| revision + 1);
+        let max_count = match until {
+            Until::Revision(last) if last < from => return Ok(loaded),
+            Until::Revision(last) => usize::try_from(last - from + 1).ok(),
+            Until::End | Until::Instant(_) => None,
+        };
+        let mut reader = self
+            .store
+            .read_events::<A::Event>(stream, from, max_count)
+            .await?;
+        loop {
+            let event = match reader.next().await {
+                Ok(Some(event)) => event,
+                Ok(None) => return Ok(loaded),
+                // A soft-deleted stream reads as missing: whatever a snapshot remembers is gone with it.
+                Err(StoreError::NotFound(_)) => return Ok(Loaded::empty()),
+                Err(other) => return Err(other),
+            };
+            if let Until::Instant(instant) = until {
+                if event.metadata.occurred_at > instant {
+                    return Ok(loaded);
+                }
+            }
+            loaded.state.apply(&event.event);
+            loaded.revision = Some(event.revision);
+            loaded.last_occurred_at = Some(event.metadata.occurred_at);
+        }
+    }
+
+    /// The newest readable snapshot that `until` admits. Snapshots are an optimisation: one that cannot be read
+    /// (another schema version, a read error) is passed over, never fatal.
+    async fn latest_snapshot(&self, stream: &str, until: Until) -> Option<SnapshotRead<A>> {
+        self.snapshot_every?;
+        let snapshots = snapshot_stream(stream);
+        let mut options = ReadStreamOptions::default().position(StreamPosition::End);
+        if let Until::End = until {
+            options = options.max_count(1);
+        }
+        let mut read = self
+            .store
+            .client()
+            .read_stream(snapshots.as_str(), &options)
+            .await
+            .ok()?;
+        loop {
+            let resolved = match read.next().await {
+                Ok(Some(resolved)) => resolved,
+                Ok(None) | Err(eventstore::Error::ResourceNotFound) => return None,
+                Err(error) => {
+                    tracing::warn!(%snapshots, %error, "snapshots unreadable; folding from the start");
+                    return None;
+                }
+            };
+            let recorded = resolved.get_original_event();
+            match serde_json::from_slice::<SnapshotRead<A>>(&recorded.data) {
+                Ok(snapshot) if snapshot.schema_version == A::SNAPSHOT_VERSION => {
+                    if until.admits_snapshot(&snapshot) {
+                        return Some(snapshot);
+                    }
+                }
+                Ok(_) => return None,
+                Err(error) => {
+                    tracing::warn!(%snapshots, revision = recorded.revision, %error, "skipping an unreadable snapshot");
+                }
+            }
+        }
+    }
+
+    async fn snapshot_if_due(&self, stream: &str, loaded: &mut Loaded<A>) {
+        let (Some(every), Some(revision)) = (self.snapshot_every, loaded.revision) else {
+            return;
+        };
+        let since_snapshot = match loaded.snapshot_revision {
+            Some(snapshot) => revision.saturating_sub(snapshot),
+            None => revision + 1,
+        };
+        if since_snapshot < every {
+            return;
+        }
+        let snapshots = snapshot_stream(stream);
+        let body = SnapshotToWrite {
+            schema_version: A::SNAPSHOT_VERSION,
+            revision,
+            occurred_at: loaded.last_occurred_at,
+            state: &loaded.state,
+        };
+        // The same snapshot written twice (two instances racing) has the same id, so it is stored once.
+        let written = EventData::json(SNAPSHOT_EVENT_TYPE, &body)
+            .map(|data| data.id(deterministic_event_id(&snapshots, &revision.to_string())));
+        let result = match written {
+            Ok(data) => self
+                .store
+                .client()
+                .append_to_stream(snapshots.as_str(), &Default::default(), data)
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match result {
+            Ok(_) => loaded.snapshot_revision = Some(revision),
+            Err(error) => tracing::warn!(%snapshots, revision, %error, "snapshot not written"),
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! Typed access to the event store through the official `eventstore` client: connecting with retry, appending
+//! `DomainEvent`s with their `EventMetadata`, and reading streams back as typed events.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use events::{DomainEvent, EventMetadata};
+use eventstore::{
+    AppendToStreamOptions, Client, ClientSettings, EventData, ExpectedRevision, Position,
+    ReadStreamOptions, RecordedEvent, StreamPosition,
+};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+/// The longest single connection attempt: long enough for a TLS handshake and cluster discovery.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A connected client with typed operations. Cheap to clone: clones share one connection.
+#[derive(Clone)]
+pub struct EventStore {
+    client: Client,
+}
+
+impl fmt::Debug for EventStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStore").finish_non_exhaustive()
+    }
+}
+
+/// Why [`EventStore::connect`] gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the event store connection string is invalid")]
+    InvalidConnectionString(#[source] eventstore::ClientSettingsParseError),
+    #[error("no event store answered within {waited:?}; last error: {last_error}")]
+    Unreachable {
+        waited: Duration,
+        last_error: String,
+    },
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else appended first (optimistic concurrency): reload and decide again.
+    #[error("stream '{stream}' is at {actual}, not at the expected {expected:?}")]
+    WrongExpectedVersion {
+        stream: String,
+        expected: ExpectedRevision,
+        actual: ActualRevision,
+    },
+    #[error("stream '{0}' does not exist")]
+    NotFound(String),
+    #[error("stream '{0}' has been deleted")]
+    Deleted(String),
+    #[error(transparent)]
+    Undecodable(#[from] UndecodableEvent),
+    #[error("event '{event_type}' cannot be encoded as JSON")]
+    Unencodable {
+        event_type: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("event store operation on '{stream}' failed")]
+    Other {
+        stream: String,
+        #[source]
+        source: eventstore::Error,
+    },
+}
+
+/// Where a stream actually was when an append's expected revision did not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActualRevision {
+    NoStream,
+    Revision(u64),
+}
+
+impl fmt::Display for ActualRevision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActualRevision::NoStream => f.write_str("no stream"),
+            ActualRevision::Revision(revision) => write!(f, "revision {revision}"),
+        }
+    }
+}
+
+impl StoreError {
+    /// Classifies a client error for an operation on `stream`.
+    pub fn from_client(stream: &str, error: eventstore::Error) -> Self {
+        match error {
+            eventstore::Error::WrongExpectedVersion { expected, current } => {
+                StoreError::WrongExpectedVersion {
+                    stream: stream.to_owned(),
+                    expected,
+                    actual: match current {
+                        eventstore::CurrentRevision::NoStream => ActualRevision::NoStream,
+                        eventstore::CurrentRevision::Current(revision) => {
+                            ActualRevision::Revision(revision)
+                        }
+                    },
+                }
+            }
+            eventstore::Error::ResourceNotFound => StoreError::NotFound(stream.to_owned()),
+            eventstore::Error::ResourceDeleted => StoreError::Deleted(stream.to_owned()),
+            source => StoreError::Other {
+                stream: stream.to_owned(),
+                source,
+            },
+        }
+    }
+
+    pub fn is_wrong_expected_version(&self) -> bool {
+        matches!(self, StoreError::WrongExpectedVersion { .. })
+    }
+}
+
+/// A stored event whose body or metadata does not read as the expected type.
+#[derive(Debug, thiserror::Error)]
+#[error("event {revision}@{stream} of type '{event_type}' cannot be read")]
+pub struct UndecodableEvent {
+    pub stream: String,
+    pub revision: u64,
+    pub event_type: String,
+    #[source]
+    pub source: Box<dyn StdError + Send + Sync>,
+}
+
+/// An event to append: its id, the event and its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent<E> {
+    /// Deterministic (UUID v5 of a business key and step) where a retry could repeat the write, so the store's
+    /// idempotent append makes the repeat a no-op; random otherwise.
+    pub id: Uuid,
+    pub event: E,
+    pub metadata: EventMetadata,
+}
+
+impl<E> NewEvent<E> {
+    /// An event with a random id.
+    pub fn new(event: E, metadata: EventMetadata) -> Self {
+        Self::with_id(Uuid::new_v4(), event, metadata)
+    }
+
+    /// An event with the id the caller chose.
+    pub fn with_id(id: Uuid, event: E, metadata: EventMetadata) -> Self {
+        Self {
+            id,
+            event,
+            metadata,
+        }
+    }
+}
+
+/// An event read back from a stream, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent<E> {
+    pub stream: String,
+    pub revision: u64,
+    pub id: Uuid,
+    pub position: Position,
+    pub event: E,
+    pub metadata: EventMetadata,
+}
+
+impl<E: DomainEvent> StoredEvent<E> {
+    /// Decodes a recorded event; an event type that `E` does not know is an error.
+    pub fn decode(recorded: &RecordedEvent) -> Result<Self, UndecodableEvent> {
+        let undecodable = |source: Box<dyn StdError + Send + Sync>| UndecodableEvent {
+            stream: recorded.stream_id.clone(),
+            revision: recorded.revision,
+            event_type: recorded.event_type.clone(),
+            source,
+        };
+        let event = E::decode(&recorded.event_type, &recorded.data)
+            .map_err(|error| undecodable(Box::new(error)))?;
+        let metadata: EventMetadata = serde_json::from_slice(&recorded.custom_metadata)
+            .map_err(|error| undecodable(Box::new(error)))?;
+        Ok(Self {
+            stream: recorded.stream_id.clone(),
+            revision: recorded.revision,
+            id: recorded.id,
+            position: recorded.position,
+            event,
+            metadata,
+        })
+    }
+
+    /// Whether `E` has an event of this type; events of other types are someone else's to read.
+    pub fn is_known_type(event_type: &str) -> bool {
+        E::EVENT_TYPES.contains(&event_type)
+    }
+}
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The revision of the last event now in the stream: the expected revision of the next append.
+    pub last_revision: u64,
+    /// The position of the write in `$all`.
+    pub position: Position,
+}
+
+impl EventStore {
+    /// Connects, retrying with back-off until a server answers or `timeout` has passed.
+    ///
+    /// The official client never recovers if its very first call meets a refused connection, so each attempt
+    /// first checks that a node accepts TCP connections, then builds a fresh client and asks for the server's
+    /// info; the client is kept only once that succeeded.
+    pub async fn connect(connection_string: &str, timeout: Duration) -> Result<Self, ConnectError> {
+        let settings: ClientSettings = connection_string
+            .parse()
+            .map_err(ConnectError::InvalidConnectionString)?;
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let last_error = match attempt(&settings, deadline).await {
+                Ok(client) => {
+                    tracing::info!(elapsed = ?started.elapsed(), "connected to the event store");
+                    return Ok(Self { client });
+                }
+                Err(error) => error,
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ConnectError::Unreachable {
+                    waited: started.elapsed(),
+                    last_error,
+                });
+            }
+            tracing::debug!(%last_error, ?backoff, "the event store is not answering yet");
+            tokio::time::sleep(backoff.min(deadline - now)).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Wraps a client that is already known to reach a server.
+    pub fn from_client(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// The official client, for what this type does not wrap (subscriptions, projections, stream metadata).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Appends `events` to `stream` if the stream is at `expected`.
+    pub async fn append<E: DomainEvent>(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: &[NewEvent<E>],
+    ) -> Result<Appended, StoreError> {
+        let data = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        let options = AppendToStreamOptions::default().expected_revision(expected);
+        let result = self
+            .client
+            .append_to_stream(stream, &options, data)
+            .await
+            .map_err(|error| StoreError::from_client(stream, error))?;
+        Ok(Appended {
+            last_revision: result.next_expected_version,
+            position: result.position,
+        })
+    }
+
+    /// Every event of `stream`, forwards from its start. A stream that never existed is [`StoreError::NotFound`].
+    pub async fn read_stream<E: DomainEvent>(
+        &self,
+        stream: &str,
+    ) -> Result<Vec<StoredEvent<E>>, StoreError> {
+        self.read_stream_from(stream, 0).await
+    }
+
+    /// The events of `stream` from revision `from` (inclusive) to its end.
+    pub async fn read_stream_from<E: DomainEvent>(
+        &self,
+        stream: &str,
+        from: u64,
+    ) -> Result<Vec<StoredEvent<E>>, StoreError> {
+        let mut reader = self.read_events(stream, from, None).await?;
+        let mut events = Vec::new();
+        while let Some(event) = reader.next().await? {
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    /// The last event of `stream`, or `None` when the stream does not exist.
+    pub async fn read_last<E: DomainEvent>(
+        &self,
+        stream: &str,
+    ) -> Result<Option<StoredEvent<E>>, StoreError> {
+        let options = ReadStreamOptions::default()
+            .position(StreamPosition::End)
+            .max_count(1);
+        let mut reader = self.reader(stream, &options).await?;
+        match reader.next().await {
+            Ok(event) => Ok(event),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A forwards reader of `stream` from revision `from`, yielding at most `max_count` events when given. Events
+    /// are read from the server as the reader is drained, so a long stream is never held in memory at once.
+    pub async fn read_events<E: DomainEvent>(
+        &self,
+        stream: &str,
+        from: u64,
+        max_count: Option<usize>,
+    ) -> Result<EventReader<E>, StoreError> {
+        let options = ReadStreamOptions::default()
+            .position(StreamPosition::Position(from))
+            .forwards()
+            .max_count(max_count.unwrap_or(usize::MAX));
+        self.reader(stream, &options).await
+    }
+
+    async fn reader<E: DomainEvent>(
+        &self,
+        stream: &str,
+        options: &ReadStreamOptions,
+    ) -> Result<EventReader<E>, StoreError> {
+        let read = self
+            .client
+            .read_stream(stream, options)
+            .await
+            .map_err(|error| StoreError::from_client(stream, error))?;
+        Ok(EventReader {
+            stream: stream.to_owned(),
+            read,
+            _event: PhantomData,
+        })
+    }
+}
+
+/// Typed events read from one stream, one at a time.
+pub struct EventReader<E> {
+    stream: String,
+    read: eventstore::ReadStream,
+    _event: PhantomData<fn() -> E>,
+}
+
+impl<E: DomainEvent> EventReader<E> {
+    /// The next event, or `None` at the end. A missing stream is [`StoreError::NotFound`] on the first call.
+    pub async fn next(&mut self) -> Result<Option<StoredEvent<E>>, StoreError> {
+        match self.read.next().await {
+            Ok(Some(resolved)) => Ok(Some(StoredEvent::decode(resolved.get_original_event())?)),
+            Ok(None) => Ok(None),
+            Err(error) => Err(StoreError::from_client(&self.stream, error)),
+        }
+    }
+}
+
+/// One connection attempt: a TCP check of the nodes, then a fresh client and its first call.
+async fn attempt(settings: &ClientSettings, deadline: Instant) -> Result<Client, String> {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let limit = remaining.clamp(Duration::from_millis(100), ATTEMPT_TIMEOUT);
+    if !settings.is_dns_discovery_enabled() && !any_node_accepts(settings, limit).await {
+        return Err("no node accepts connections".to_owned());
+    }
+    let client = Client::new(settings.clone()).map_err(|error| error.to_string())?;
+    match tokio::time::timeout(limit, client.server_info()).await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
+}
+
+async fn any_node_accepts(settings: &ClientSettings, limit: Duration) -> bool {
+    for endpoint in settings.hosts() {
+        let address = format!("{}:{}", endpoint.host, endpoint.port);
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(limit, tokio::net::TcpStream::connect(&address)).await
+        {
+            return true;
+        }
+    }
+    false
+}
+
+fn encode<E: DomainEvent>(new: &NewEvent<E>) -> Result<EventData, StoreError> {
+    let event_type = new.event.event_type();
+    let unencodable = |source| StoreError::Unencodable {
+        event_type: event_type.to_owned(),
+        source,
+    };
+    // The body goes to the store as the event wrote it; RawValue only checks that it is JSON.
+    let body = String::from_utf8_lossy(&new.event.to_json()).into_owned();
+    let body = RawValue::from_string(body).map_err(unencodable)?;
+    EventData::json(event_type, &body)
+        .and_then(|data| data.metadata_as_json(&new.metadata))
+        .map(|data| data.id(new.id))
+        .map_err(unencodable)
+}

@@ -1,0 +1,330 @@
+//! The aggregate repository: a round trip through `execute`, deciding again after losing a race, giving up after
+//! too many, rejections, snapshots written every N events and used on load, and the time machine.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use chrono::{DateTime, Utc};
+use events::EventMetadata;
+use infrastructure::eventstore::{EventData, ExpectedRevision};
+use infrastructure::{
+    snapshot_stream, Aggregate, CommandContext, ExecuteError, Repository, SNAPSHOT_EVENT_TYPE,
+};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the tally is capped at {0}")]
+struct OverCap(u64);
+
+fn context() -> CommandContext {
+    CommandContext::new(EventMetadata::for_request(Uuid::new_v4()))
+}
+
+/// Blocks the calling (decision) thread until `future` completes: a decision is synchronous, and these tests
+/// make a concurrent write from inside one.
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(future))
+}
+
+#[tokio::test]
+async fn execute_decides_on_the_current_state_and_saves_with_metadata() {
+    let app = start_store().await;
+    let repository = Repository::<Tally>::new(app.store.clone());
+    let id = unique_id();
+
+    let fresh = repository.load(&id).await.expect("loads");
+    assert_eq!(
+        (fresh.state.clone(), fresh.revision, fresh.exists()),
+        (Tally::default(), None, false)
+    );
+
+    let context = context();
+    let executed = repository
+        .execute(&id, &context, |tally: &Tally| {
+            Ok::<_, OverCap>(vec![added(tally.total + 2), added(3)])
+        })
+        .await
+        .expect("executes");
+    assert_eq!(
+        executed.state,
+        Tally {
+            total: 5,
+            events: 2
+        }
+    );
+    assert_eq!(executed.attempts, 1);
+    assert_eq!(executed.appended.map(|a| a.last_revision), Some(1));
+
+    let executed = repository
+        .execute(&id, &context, |tally: &Tally| {
+            Ok::<_, OverCap>(vec![added(tally.total)])
+        })
+        .await
+        .expect("executes");
+    assert_eq!(executed.state.total, 10);
+
+    let loaded = repository.load(&id).await.expect("loads");
+    assert_eq!((loaded.state.total, loaded.revision), (10, Some(2)));
+    let stored = app
+        .store
+        .read_stream::<TallyEvent>(&Tally::stream_name(&id))
+        .await
+        .expect("reads");
+    assert!(
+        stored.iter().all(|e| e.metadata == context.metadata),
+        "every event carries the command's metadata"
+    );
+
+    // A decision with no events writes nothing.
+    let executed = repository
+        .execute(&id, &context, |_: &Tally| Ok::<_, OverCap>(vec![]))
+        .await
+        .expect("executes");
+    assert_eq!((executed.appended, executed.state.total), (None, 10));
+    assert_eq!(repository.load(&id).await.expect("loads").revision, Some(2));
+}
+
+#[tokio::test]
+async fn a_rejected_command_writes_nothing() {
+    let app = start_store().await;
+    let repository = Repository::<Tally>::new(app.store.clone());
+    let id = unique_id();
+    let result = repository
+        .execute(&id, &context(), |tally: &Tally| {
+            if tally.total + 50 > 10 {
+                Err(OverCap(10))
+            } else {
+                Ok(vec![added(50)])
+            }
+        })
+        .await;
+    assert!(
+        matches!(result, Err(ExecuteError::Rejected(OverCap(10)))),
+        "{result:?}"
+    );
+    assert!(!repository.load(&id).await.expect("loads").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_that_lost_a_race_is_made_again_on_the_new_state() {
+    let app = start_store().await;
+    let repository = Repository::<Tally>::new(app.store.clone());
+    let id = unique_id();
+    let stream = Tally::stream_name(&id);
+    append_added(&app.store, &stream, &[1]).await;
+
+    let decisions = AtomicU32::new(0);
+    let seen_totals = std::sync::Mutex::new(Vec::new());
+    let executed = repository
+        .execute(&id, &context(), |tally: &Tally| {
+            seen_totals.lock().expect("not poisoned").push(tally.total);
+            if decisions.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Another writer appends between this decision's load and its save.
+                block_on(append_added(&app.store, &stream, &[100]));
+            }
+            // "Double the total": only right if decided on the latest state.
+            Ok::<_, OverCap>(vec![added(tally.total)])
+        })
+        .await
+        .expect("executes after one conflict");
+    assert_eq!(executed.attempts, 2);
+    assert_eq!(*seen_totals.lock().expect("not poisoned"), vec![1, 101]);
+    assert_eq!(executed.state.total, 202);
+    assert_eq!(repository.load(&id).await.expect("loads").state.total, 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_gives_up_when_every_attempt_loses_the_race() {
+    let app = start_store().await;
+    let repository = Repository::<Tally>::new(app.store.clone()).with_max_attempts(3);
+    let id = unique_id();
+    let stream = Tally::stream_name(&id);
+    let decisions = AtomicU32::new(0);
+    let result = repository
+        .execute(&id, &context(), |_: &Tally| {
+            decisions.fetch_add(1, Ordering::SeqCst);
+            block_on(append_added(&app.store, &stream, &[1]));
+            Ok::<_, OverCap>(vec![added(1000)])
+        })
+        .await;
+    assert!(
+        matches!(result, Err(ExecuteError::Conflict { attempts: 3, .. })),
+        "{result:?}"
+    );
+    assert_eq!(decisions.load(Ordering::SeqCst), 3);
+    let loaded = repository.load(&id).await.expect("loads");
+    assert_eq!(
+        loaded.state.total, 3,
+        "only the competing writer's events are stored"
+    );
+}
+
+#[tokio::test]
+async fn idempotent_commands_get_deterministic_event_ids() {
+    let app = start_store().await;
+    let repository = Repository::<Tally>::new(app.store.clone());
+    let id = unique_id();
+    let metadata = EventMetadata::for_request(Uuid::new_v4());
+    let context = CommandContext::idempotent(metadata, "message-42/credit");
+    repository
+        .execute(&id, &context, |_: &Tally| {
+            Ok::<_, OverCap>(vec![added(1), added(2)])
+        })
+        .await
+        .expect("executes");
+    let stored = app
+        .store
+        .read_stream::<TallyEvent>(&Tally::stream_name(&id))
+        .await
+        .expect("reads");
+    let stream = Tally::stream_name(&id);
+    let expected: Vec<Uuid> = (0..2)
+        .map(|i| events::ids::deterministic_event_id("message-42/credit", &format!("{stream}/{i}")))
+        .collect();
+    assert_eq!(stored.iter().map(|e| e.id).collect::<Vec<_>>(), expected);
+}
+
+#[tokio::test]
+async fn snapshots_are_written_every_n_events_and_loads_start_from_them() {
+    let app = start_store().await;
+    let repository = Repository::<Tally>::new(app.store.clone()).with_snapshots_every(3);
+    let id = unique_id();
+    let stream = Tally::stream_name(&id);
+    for amount in 1..=7 {
+        repository
+            .execute(&id, &context(), |_: &Tally| {
+                Ok::<_, OverCap>(vec![added(amount)])
+            })
+            .await
+            .expect("executes");
+    }
+    let snapshots = snapshot_revisions(&app.store, &stream).await;
+    assert_eq!(snapshots, vec![2, 5], "a snapshot after every third event");
+    let loaded = repository.load(&id).await.expect("loads");
+    assert_eq!((loaded.state.total, loaded.revision), (28, Some(6)));
+    assert_eq!(
+        loaded.state,
+        Repository::<Tally>::new(app.store.clone())
+            .load(&id)
+            .await
+            .expect("loads")
+            .state,
+        "the snapshot + tail equals the full fold"
+    );
+
+    // Proof that a load starts from the latest snapshot: plant one whose state no fold could give.
+    plant_snapshot(
+        &app.store,
+        &stream,
+        6,
+        Tally {
+            total: 1_000_000,
+            events: 7,
+        },
+    )
+    .await;
+    let loaded = repository.load(&id).await.expect("loads");
+    assert_eq!(loaded.state.total, 1_000_000);
+    // A snapshot of another schema version is ignored.
+    plant_raw_snapshot(
+        &app.store,
+        &stream,
+        serde_json::json!({"schemaVersion": 99, "revision": 6, "state": {"other": "shape"}}),
+    )
+    .await;
+    assert_eq!(repository.load(&id).await.expect("loads").state.total, 28);
+}
+
+#[tokio::test]
+async fn the_time_machine_rebuilds_past_states_by_revision_and_instant() {
+    let app = start_store().await;
+    let repository = Repository::<Tally>::new(app.store.clone()).with_snapshots_every(2);
+    let id = unique_id();
+    let mut instants: Vec<DateTime<Utc>> = Vec::new();
+    for amount in [1, 10, 100, 1000, 10000] {
+        repository
+            .execute(&id, &context(), |_: &Tally| {
+                Ok::<_, OverCap>(vec![added(amount)])
+            })
+            .await
+            .expect("executes");
+        instants.push(Utc::now());
+    }
+    let stream = Tally::stream_name(&id);
+    assert_eq!(snapshot_revisions(&app.store, &stream).await, vec![1, 3]);
+    let totals = [1, 11, 111, 1111, 11111];
+    for (revision, total) in totals.iter().enumerate() {
+        let at = repository
+            .load_at_revision(&id, revision as u64)
+            .await
+            .expect("loads");
+        assert_eq!(
+            (at.state.total, at.revision),
+            (*total, Some(revision as u64)),
+            "at revision {revision}"
+        );
+        let then = repository
+            .load_as_of(&id, instants[revision])
+            .await
+            .expect("loads");
+        assert_eq!(
+            then.state.total, *total,
+            "as of the instant after revision {revision}"
+        );
+    }
+    let before = repository
+        .load_as_of(&id, DateTime::<Utc>::MIN_UTC)
+        .await
+        .expect("loads");
+    assert_eq!((before.state.total, before.revision), (0, None));
+    let beyond = repository.load_at_revision(&id, 99).await.expect("loads");
+    assert_eq!(beyond.state.total, 11111);
+}
+
+async fn snapshot_revisions(store: &infrastructure::EventStore, stream: &str) -> Vec<u64> {
+    let mut read = store
+        .client()
+        .read_stream(snapshot_stream(stream).as_str(), &Default::default())
+        .await
+        .expect("reads");
+    let mut revisions = Vec::new();
+    while let Some(event) = read.next().await.expect("reads") {
+        let recorded = event.get_original_event();
+        assert_eq!(recorded.event_type, SNAPSHOT_EVENT_TYPE);
+        let body: serde_json::Value = recorded.as_json().expect("JSON");
+        revisions.push(body["revision"].as_u64().expect("a revision"));
+    }
+    revisions
+}
+
+async fn plant_snapshot(
+    store: &infrastructure::EventStore,
+    stream: &str,
+    revision: u64,
+    state: Tally,
+) {
+    plant_raw_snapshot(
+        store,
+        stream,
+        serde_json::json!({"schemaVersion": 1, "revision": revision, "state": state}),
+    )
+    .await;
+}
+
+async fn plant_raw_snapshot(
+    store: &infrastructure::EventStore,
+    stream: &str,
+    body: serde_json::Value,
+) {
+    store
+        .client()
+        .append_to_stream(
+            snapshot_stream(stream).as_str(),
+            &infrastructure::eventstore::AppendToStreamOptions::default()
+                .expected_revision(ExpectedRevision::Any),
+            EventData::json(SNAPSHOT_EVENT_TYPE, &body).expect("JSON"),
+        )
+        .await
+        .expect("appends");
+}
