@@ -1,9 +1,13 @@
 //! Authentication (HTTP Basic, EventStoreDB's built-in `admin` and `ops` users) and authorisation (stream
 //! `$acl` rules and EventStoreDB's defaults: system streams and `$all` for `$admins` and `$ops`).
 
-use base64::Engine;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use crate::storage::Acl;
+use base64::Engine;
+use parking_lot::Mutex;
+
+use crate::storage::{Acl, Store};
 
 /// Who is calling. With `--insecure` every caller is allowed everything, as in EventStoreDB.
 #[derive(Debug, Clone, Default)]
@@ -44,8 +48,9 @@ impl Principal {
         self.user.as_deref()
     }
 
-    fn is_admin(&self) -> bool {
-        self.groups.iter().any(|g| g == "$admins")
+    /// May manage users and server-wide settings.
+    pub fn is_admin(&self) -> bool {
+        !self.auth || self.groups.iter().any(|g| g == "$admins")
     }
 
     fn is_ops(&self) -> bool {
@@ -81,11 +86,17 @@ impl Principal {
     }
 }
 
-/// The users the server knows.
-#[derive(Debug, Clone)]
+/// How long a successful password check is remembered (PBKDF2 is deliberately slow; clients send credentials on
+/// every call).
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// The users the server knows: the built-in `admin` and `ops` (passwords from the configuration) and the users
+/// stored in the event store (`users.rs`).
 pub struct Users {
     admin_password: String,
     ops_password: String,
+    store: Option<Store>,
+    verified: Mutex<HashMap<String, (Principal, Instant)>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -97,7 +108,20 @@ impl Users {
         Self {
             admin_password,
             ops_password,
+            store: None,
+            verified: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Also authenticates the users stored in `store`.
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Forgets remembered password checks (after any change to a user).
+    pub fn invalidate(&self) {
+        self.verified.lock().clear();
     }
 
     /// Checks an `authorization` header value; no header means anonymous.
@@ -105,6 +129,11 @@ impl Users {
         let Some(header) = header else {
             return Ok(Principal::anonymous());
         };
+        if let Some((principal, at)) = self.verified.lock().get(header) {
+            if at.elapsed() < AUTH_CACHE_TTL {
+                return Ok(principal.clone());
+            }
+        }
         let encoded = header.strip_prefix("Basic ").ok_or(InvalidCredentials)?;
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
@@ -114,13 +143,27 @@ impl Users {
         let groups = match user {
             "admin" if password == self.admin_password => vec!["$admins".to_owned()],
             "ops" if password == self.ops_password => vec!["$ops".to_owned()],
-            _ => return Err(InvalidCredentials),
+            "admin" | "ops" => return Err(InvalidCredentials),
+            _ => {
+                let store = self.store.as_ref().ok_or(InvalidCredentials)?;
+                let record = crate::users::load(store, user)
+                    .map_err(|_| InvalidCredentials)?
+                    .ok_or(InvalidCredentials)?;
+                if record.disabled || !record.verify(password) {
+                    return Err(InvalidCredentials);
+                }
+                record.groups
+            }
         };
-        Ok(Principal {
+        let principal = Principal {
             auth: true,
             user: Some(user.to_owned()),
             groups,
-        })
+        };
+        self.verified
+            .lock()
+            .insert(header.to_owned(), (principal.clone(), Instant::now()));
+        Ok(principal)
     }
 }
 

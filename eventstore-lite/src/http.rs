@@ -14,12 +14,16 @@ use serde_json::json;
 
 pub use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 
+use crate::auth::{Principal, Users};
 use crate::grpc::features::SERVER_VERSION;
 use crate::storage::Store;
+use crate::users::{self, UserError};
 
 #[derive(Clone)]
 pub struct HttpState {
     pub store: Store,
+    /// `None` with `--insecure` (no authentication).
+    pub users: Option<Arc<Users>>,
     pub started: Instant,
     pub live_subscriptions: Arc<AtomicU64>,
     pub secure: bool,
@@ -27,6 +31,16 @@ pub struct HttpState {
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
+        .route("/users", get(list_users).post(create_user))
+        .route("/users/", get(list_users).post(create_user))
+        .route(
+            "/users/:login",
+            get(get_user).put(update_user).delete(delete_user),
+        )
+        .route(
+            "/users/:login/command/:command",
+            axum::routing::post(user_command),
+        )
         .route("/", get(index))
         .route("/health/live", get(live))
         .route("/info", get(info))
@@ -165,4 +179,197 @@ async fn index(State(state): State<HttpState>) -> Html<String> {
          <li><a href=\"/info\">/info</a></li><li><a href=\"/health/live\">/health/live</a></li></ul></body></html>",
         s.events_written, s.log_position, s.live_subscriptions
     ))
+}
+
+/// A users-API failure as EventStoreDB's HTTP API answers it: a status and a JSON message.
+fn user_error(error: UserError) -> (StatusCode, Json<serde_json::Value>) {
+    let status = match &error {
+        UserError::Conflict(_) => StatusCode::CONFLICT,
+        UserError::NotFound(_) => StatusCode::NOT_FOUND,
+        UserError::Invalid(_) | UserError::WrongPassword => StatusCode::BAD_REQUEST,
+        UserError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (
+        status,
+        Json(json!({ "success": false, "error": error.to_string() })),
+    )
+}
+
+type UserReply =
+    Result<(StatusCode, Json<serde_json::Value>), (StatusCode, Json<serde_json::Value>)>;
+
+fn require_admin(principal: &Principal) -> Result<(), (StatusCode, Json<serde_json::Value>)> {
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "success": false, "error": "Access denied" })),
+        ))
+    }
+}
+
+fn changed(state: &HttpState, login: &str, status: StatusCode) -> UserReply {
+    if let Some(users) = &state.users {
+        users.invalidate();
+    }
+    Ok((status, Json(json!({ "loginName": login, "success": true }))))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewUser {
+    login_name: String,
+    #[serde(default)]
+    full_name: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    password: String,
+}
+
+async fn create_user(
+    State(state): State<HttpState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    Json(user): Json<NewUser>,
+) -> UserReply {
+    require_admin(&principal)?;
+    users::create(
+        &state.store,
+        &user.login_name,
+        &user.full_name,
+        user.groups,
+        &user.password,
+    )
+    .await
+    .map_err(user_error)?;
+    changed(&state, &user.login_name, StatusCode::CREATED)
+}
+
+async fn list_users(
+    State(state): State<HttpState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+) -> UserReply {
+    require_admin(&principal)?;
+    let users = users::list(&state.store).await.map_err(user_error)?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "data": users, "success": true })),
+    ))
+}
+
+async fn get_user(
+    State(state): State<HttpState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    axum::extract::Path(login): axum::extract::Path<String>,
+) -> UserReply {
+    if !principal.is_admin() && principal.user() != Some(login.as_str()) {
+        require_admin(&principal)?;
+    }
+    let store = state.store.clone();
+    let lookup = login.clone();
+    let record = tokio::task::spawn_blocking(move || users::load(&store, &lookup))
+        .await
+        .map_err(|e| user_error(UserError::Store(e.to_string())))?
+        .map_err(user_error)?
+        .ok_or_else(|| user_error(UserError::NotFound(login)))?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "data": users::UserDetails::from(&record), "success": true })),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserUpdate {
+    #[serde(default)]
+    full_name: Option<String>,
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+}
+
+async fn update_user(
+    State(state): State<HttpState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    axum::extract::Path(login): axum::extract::Path<String>,
+    Json(update): Json<UserUpdate>,
+) -> UserReply {
+    require_admin(&principal)?;
+    users::change(&state.store, &login, |record| {
+        if let Some(full_name) = update.full_name {
+            record.full_name = full_name;
+        }
+        if let Some(groups) = update.groups {
+            record.groups = groups;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(user_error)?;
+    changed(&state, &login, StatusCode::OK)
+}
+
+async fn delete_user(
+    State(state): State<HttpState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    axum::extract::Path(login): axum::extract::Path<String>,
+) -> UserReply {
+    require_admin(&principal)?;
+    users::change(&state.store, &login, |record| {
+        record.deleted = true;
+        Ok(())
+    })
+    .await
+    .map_err(user_error)?;
+    changed(&state, &login, StatusCode::OK)
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PasswordBody {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+}
+
+async fn user_command(
+    State(state): State<HttpState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    axum::extract::Path((login, command)): axum::extract::Path<(String, String)>,
+    body: Option<Json<PasswordBody>>,
+) -> UserReply {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    match command.as_str() {
+        "change-password" => {
+            if principal.user() != Some(login.as_str()) {
+                require_admin(&principal)?;
+            }
+            users::change(&state.store, &login, |record| {
+                if !record.verify(&body.current_password) {
+                    return Err(UserError::WrongPassword);
+                }
+                users::set_password(record, &body.new_password)
+            })
+            .await
+        }
+        "reset-password" => {
+            require_admin(&principal)?;
+            users::change(&state.store, &login, |record| {
+                users::set_password(record, &body.new_password)
+            })
+            .await
+        }
+        "enable" | "disable" => {
+            require_admin(&principal)?;
+            let disabled = command == "disable";
+            users::change(&state.store, &login, |record| {
+                record.disabled = disabled;
+                Ok(())
+            })
+            .await
+        }
+        other => Err(UserError::Invalid(format!("unknown command '{other}'"))),
+    }
+    .map_err(user_error)?;
+    changed(&state, &login, StatusCode::OK)
 }

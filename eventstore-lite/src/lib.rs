@@ -5,7 +5,7 @@
 //! - `grpc`: the generated protocol types and the gRPC services.
 //! - `http`: `/health/live`, `/info`, `/stats`, `/metrics`.
 //! - `persistent`: persistent subscription groups (competing consumers).
-//! - `auth`: Basic authentication and stream ACLs.
+//! - `auth`: Basic authentication and stream ACLs; `users`: user accounts stored in `$user-…` streams.
 //! - `server`: listener, TLS, routing, graceful shutdown.
 //! - [`bench`]: the load tool behind `eventstore-lite bench`.
 
@@ -17,6 +17,7 @@ mod http;
 mod persistent;
 mod server;
 pub mod storage;
+mod users;
 
 pub use config::{Cli, ServerConfig, StorageLocation};
 pub use server::{start, RunningServer};

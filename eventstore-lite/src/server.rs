@@ -134,9 +134,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("listener has no local address")?;
     let shutdown = CancellationToken::new();
     let users = (!config.insecure).then(|| {
-        Users::new(
-            config.default_admin_password.clone(),
-            config.default_ops_password.clone(),
+        Arc::new(
+            Users::new(
+                config.default_admin_password.clone(),
+                config.default_ops_password.clone(),
+            )
+            .with_store(store.clone()),
         )
     });
 
@@ -163,6 +166,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     .into_axum_router();
     let http_state = HttpState {
         store: store.clone(),
+        users: users.clone(),
         started: Instant::now(),
         live_subscriptions,
         secure: tls.is_some(),
@@ -180,10 +184,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     });
     let app = http::router(http_state)
         .fallback_service(grpc_fallback)
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(users),
-            authenticate,
-        ));
+        .layer(axum::middleware::from_fn_with_state(users, authenticate));
 
     let connections = TaskTracker::new();
     let accept_loop = tokio::spawn(accept_loop(
@@ -329,7 +330,7 @@ impl AsyncWrite for QuickAck {
 
 /// Puts the caller's [`Principal`] in the request's extensions, or refuses bad credentials.
 async fn authenticate(
-    State(users): State<Arc<Option<Users>>>,
+    State(users): State<Option<Arc<Users>>>,
     mut request: Request,
     next: Next,
 ) -> Response {

@@ -129,3 +129,128 @@ async fn a_secure_server_needs_a_certificate() {
         "the error says what is missing: {error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_users_authenticate_and_stream_acls_keep_domains_apart() -> anyhow::Result<()> {
+    let server = spawn_secure().await;
+    let base = format!("https://{}", server.server.local_addr());
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()?;
+    for (login, group) in [
+        ("accounts", "accounts-domain"),
+        ("payments", "payments-domain"),
+    ] {
+        let created = http
+            .post(format!("{base}/users"))
+            .basic_auth("admin", Some("changeit"))
+            .json(&serde_json::json!({ "loginName": login, "fullName": login, "groups": [group], "password": "s3cret" }))
+            .send()
+            .await?;
+        assert_eq!(created.status(), reqwest::StatusCode::CREATED, "{login}");
+    }
+    let again = http
+        .post(format!("{base}/users"))
+        .basic_auth("admin", Some("changeit"))
+        .json(&serde_json::json!({ "loginName": "accounts", "password": "x" }))
+        .send()
+        .await?;
+    assert_eq!(again.status(), reqwest::StatusCode::CONFLICT);
+    let not_admin = http
+        .get(format!("{base}/users"))
+        .basic_auth("payments", Some("s3cret"))
+        .send()
+        .await?;
+    assert_eq!(not_admin.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let listed: serde_json::Value = http
+        .get(format!("{base}/users"))
+        .basic_auth("admin", Some("changeit"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(2), "{listed}");
+
+    // The accounts domain owns account-… streams: only its group may write them; everyone known may read.
+    let admin = secure_client(&server, Some("admin:changeit"));
+    let stream = unique_stream("account");
+    let acl = eventstore::StreamMetadata::builder()
+        .acl(eventstore::Acl::Stream(
+            eventstore::StreamAclBuilder::new()
+                .add_write_roles("accounts-domain")
+                .add_read_roles("$all")
+                .build(),
+        ))
+        .build();
+    within(
+        "setting the ACL",
+        admin.set_stream_metadata(stream.as_str(), &Default::default(), &acl),
+    )
+    .await?;
+
+    let accounts = secure_client(&server, Some("accounts:s3cret"));
+    within(
+        "the owner's append",
+        accounts.append_to_stream(
+            stream.as_str(),
+            &Default::default(),
+            json_event("Opened", 0),
+        ),
+    )
+    .await?;
+    let payments = secure_client(&server, Some("payments:s3cret"));
+    let refused = within(
+        "another domain's append",
+        payments.append_to_stream(
+            stream.as_str(),
+            &Default::default(),
+            json_event("Opened", 1),
+        ),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(Error::AccessDenied)),
+        "another domain cannot write: {refused:?}"
+    );
+    let mut read = within(
+        "another domain's read",
+        payments.read_stream(stream.as_str(), &Default::default()),
+    )
+    .await?;
+    assert!(
+        within("the first event", read.next()).await?.is_some(),
+        "reading is allowed by $r"
+    );
+
+    let wrong = secure_client(&server, Some("accounts:wrong"));
+    let refused = within(
+        "a wrong password",
+        wrong.append_to_stream(
+            stream.as_str(),
+            &Default::default(),
+            json_event("Opened", 2),
+        ),
+    )
+    .await;
+    assert!(matches!(refused, Err(Error::AccessDenied)), "{refused:?}");
+
+    let disabled = http
+        .post(format!("{base}/users/accounts/command/disable"))
+        .basic_auth("admin", Some("changeit"))
+        .send()
+        .await?;
+    assert!(disabled.status().is_success());
+    let fresh = secure_client(&server, Some("accounts:s3cret"));
+    let refused = within(
+        "a disabled user",
+        fresh.append_to_stream(
+            stream.as_str(),
+            &Default::default(),
+            json_event("Opened", 3),
+        ),
+    )
+    .await;
+    assert!(matches!(refused, Err(Error::AccessDenied)), "{refused:?}");
+
+    server.server.shutdown().await
+}
