@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub http_port: u16,
     pub certificate_file: Option<PathBuf>,
     pub certificate_private_key_file: Option<PathBuf>,
+    /// Development mode: TLS with a self-signed certificate made at start-up when no certificate is given.
+    pub dev: bool,
     /// Password of the built-in `admin` user (EventStoreDB's default: `changeit`).
     pub default_admin_password: String,
     /// Password of the built-in `ops` user.
@@ -43,6 +45,7 @@ impl ServerConfig {
             http_port: 0,
             certificate_file: None,
             certificate_private_key_file: None,
+            dev: false,
             default_admin_password: "changeit".to_owned(),
             default_ops_password: "changeit".to_owned(),
             start_standard_projections: true,
@@ -111,6 +114,9 @@ pub struct ServerArgs {
         env = "EVENTSTORE_CERTIFICATE_PRIVATE_KEY_FILE"
     )]
     pub certificate_private_key_file: Option<PathBuf>,
+    /// Development mode: TLS and authentication with a self-signed certificate made at start-up.
+    #[arg(long, env = "EVENTSTORE_DEV")]
+    pub dev: bool,
     #[arg(
         long = "default-admin-password",
         env = "EVENTSTORE_DEFAULT_ADMIN_PASSWORD",
@@ -146,6 +152,7 @@ impl ServerArgs {
             http_port: self.http_port,
             certificate_file: self.certificate_file,
             certificate_private_key_file: self.certificate_private_key_file,
+            dev: self.dev,
             default_admin_password: self.default_admin_password,
             default_ops_password: self.default_ops_password,
             start_standard_projections: self.start_standard_projections,

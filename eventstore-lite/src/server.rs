@@ -368,19 +368,21 @@ fn is_grpc(request: &Request) -> bool {
 }
 
 fn tls_acceptor(config: &ServerConfig) -> anyhow::Result<TlsAcceptor> {
-    let (Some(cert_file), Some(key_file)) = (
-        &config.certificate_file,
-        &config.certificate_private_key_file,
-    ) else {
-        anyhow::bail!(
-            "a secure server needs --certificate-file and --certificate-private-key-file (or run with --insecure)"
-        );
+    let (certs, key) = match (&config.certificate_file, &config.certificate_private_key_file) {
+        (Some(cert_file), Some(key_file)) => {
+            let certs = read_pem(cert_file, |reader| {
+                rustls_pemfile::certs(reader).collect::<Result<Vec<_>, _>>()
+            })?;
+            let key = read_pem(key_file, |reader| rustls_pemfile::private_key(reader))?
+                .with_context(|| format!("no private key in {}", key_file.display()))?;
+            (certs, key)
+        }
+        _ if config.dev => dev_certificate(config)?,
+        _ => anyhow::bail!(
+            "a secure server needs --certificate-file and --certificate-private-key-file, or --dev for a \
+             self-signed development certificate (or run with --insecure)"
+        ),
     };
-    let certs = read_pem(cert_file, |reader| {
-        rustls_pemfile::certs(reader).collect::<Result<Vec<_>, _>>()
-    })?;
-    let key = read_pem(key_file, |reader| rustls_pemfile::private_key(reader))?
-        .with_context(|| format!("no private key in {}", key_file.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -390,6 +392,23 @@ fn tls_acceptor(config: &ServerConfig) -> anyhow::Result<TlsAcceptor> {
         .context("the certificate and private key do not make a valid TLS identity")?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(tls)))
+}
+
+/// `--dev`: a self-signed certificate for the node's address and `localhost`, made at start-up, as
+/// EventStoreDB's development mode does. Clients connect with `tls=true&tlsVerifyCert=false`.
+fn dev_certificate(
+    config: &ServerConfig,
+) -> anyhow::Result<(
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+)> {
+    let names = vec!["localhost".to_owned(), config.node_ip.to_string()];
+    let identity = rcgen::generate_simple_self_signed(names)
+        .context("cannot make a development certificate")?;
+    let key = rustls::pki_types::PrivateKeyDer::try_from(identity.signing_key.serialize_der())
+        .map_err(|e| anyhow::anyhow!("development key: {e}"))?;
+    tracing::warn!("--dev: serving TLS with a self-signed development certificate");
+    Ok((vec![identity.cert.der().clone()], key))
 }
 
 fn read_pem<T>(

@@ -254,3 +254,23 @@ async fn stored_users_authenticate_and_stream_acls_keep_domains_apart() -> anyho
 
     server.server.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_serves_tls_with_a_self_signed_certificate() -> anyhow::Result<()> {
+    let mut config = eventstore_lite::ServerConfig::in_memory();
+    config.insecure = false;
+    config.dev = true;
+    let server = within("the dev server to start", eventstore_lite::start(config)).await?;
+    let client = client_for(&quick_to_connect(&server.connection_string()));
+    let stream = unique_stream("dev");
+    within(
+        "an append in dev mode",
+        client.append_to_stream(
+            stream.as_str(),
+            &Default::default(),
+            json_event("Opened", 0),
+        ),
+    )
+    .await?;
+    server.shutdown().await
+}
