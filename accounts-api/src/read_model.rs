@@ -1,0 +1,421 @@
+//! The accounts read model, projected from every `account-…` event: one summary row per account (for the
+//! filtered, paged list), one row per transaction (for the paged statement), and running totals (for the ledger).
+//! Stored in redb with the projector's checkpoint, so a restart neither replays history nor counts twice.
+
+use events::accounts::AccountEvent;
+use events::{AccountId, Money};
+use infrastructure::redb::{
+    ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use infrastructure::{ApplyError, ReadModel, ReadModelStore, StoredEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::account::AccountStatus;
+
+/// Account id → JSON [`AccountSummary`].
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+/// (account id, revision) → JSON [`TransactionRow`].
+const TRANSACTIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("transactions");
+/// Name → running total (pence or a count).
+const TOTALS: TableDefinition<&str, i64> = TableDefinition::new("totals");
+
+const TOTAL_DEPOSITS: &str = "deposits";
+const TOTAL_WITHDRAWALS: &str = "withdrawals";
+const TOTAL_CREDITED: &str = "credited";
+const PAYMENTS_CREDITED: &str = "paymentsCredited";
+const TOTAL_TRANSFERRED_IN: &str = "transferredIn";
+const TOTAL_DEBITED: &str = "debited";
+const PAYMENTS_REFUSED: &str = "paymentsRefused";
+
+/// One account as the list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountSummary {
+    pub id: AccountId,
+    pub sort_code: String,
+    pub account_number: String,
+    pub name: String,
+    pub status: AccountStatus,
+    pub balance: Money,
+    pub overdraft_limit: Money,
+    pub reserved: Money,
+    /// The revision of the last event applied.
+    pub revision: u64,
+}
+
+/// One line of an account's statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionRow {
+    pub revision: u64,
+    pub kind: String,
+    /// Positive for credits, negative for debits.
+    pub amount: Money,
+    pub balance_after: Money,
+    pub reference: String,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A page of results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub page: usize,
+    pub page_size: usize,
+    pub total: usize,
+}
+
+/// Filters of `GET /accounts`.
+#[derive(Debug, Clone, Default)]
+pub struct AccountFilter {
+    pub status: Option<AccountStatus>,
+    pub sort_code_prefix: Option<String>,
+    pub min_balance: Option<i64>,
+    pub max_balance: Option<i64>,
+}
+
+impl AccountFilter {
+    fn admits(&self, account: &AccountSummary) -> bool {
+        self.status.is_none_or(|status| account.status == status)
+            && self
+                .min_balance
+                .is_none_or(|min| account.balance.pence() >= min)
+            && self
+                .max_balance
+                .is_none_or(|max| account.balance.pence() <= max)
+    }
+}
+
+/// Bank-wide totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ledger {
+    pub accounts: StatusCounts,
+    pub total_balance: Money,
+    pub total_deposits: Money,
+    pub total_withdrawals: Money,
+    /// Credited by inbound payments (not transfers).
+    pub total_credited_by_payments: Money,
+    pub payments_credited: i64,
+    pub payments_refused: i64,
+    pub total_transferred_in: Money,
+    pub total_debited: Money,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCounts {
+    pub open: u64,
+    pub blocked: u64,
+    pub closed: u64,
+    pub total: u64,
+}
+
+/// Applies `account-…` events to the tables above.
+#[derive(Debug, Default)]
+pub struct AccountsReadModel;
+
+fn add(transaction: &WriteTransaction, name: &str, amount: i64) -> Result<(), ApplyError> {
+    let mut totals = transaction.open_table(TOTALS)?;
+    let current = totals.get(name)?.map(|value| value.value()).unwrap_or(0);
+    totals.insert(name, current.saturating_add(amount))?;
+    Ok(())
+}
+
+impl ReadModel for AccountsReadModel {
+    type Event = AccountEvent;
+
+    fn setup(&mut self, transaction: &WriteTransaction) -> Result<(), ApplyError> {
+        transaction.open_table(ACCOUNTS)?;
+        transaction.open_table(TRANSACTIONS)?;
+        transaction.open_table(TOTALS)?;
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        transaction: &WriteTransaction,
+        event: &StoredEvent<AccountEvent>,
+    ) -> Result<(), ApplyError> {
+        let Some(id) = events::streams::id_of(&event.stream) else {
+            return Ok(());
+        };
+        let mut accounts = transaction.open_table(ACCOUNTS)?;
+        if let AccountEvent::AccountOpened(opened) = &event.event {
+            let summary = AccountSummary {
+                id: opened.account_id,
+                sort_code: opened.account_id.sort_code.to_string(),
+                account_number: opened.account_id.account_number.to_string(),
+                name: opened.name.clone(),
+                status: AccountStatus::Open,
+                balance: Money::ZERO,
+                overdraft_limit: opened.overdraft_limit,
+                reserved: Money::ZERO,
+                revision: event.revision,
+            };
+            accounts.insert(id, serde_json::to_vec(&summary)?.as_slice())?;
+            return Ok(());
+        }
+        let existing = accounts
+            .get(id)?
+            .map(|value| serde_json::from_slice::<AccountSummary>(value.value()))
+            .transpose()?;
+        let Some(mut summary) = existing else {
+            // Refusals are written to the streams of accounts that do not exist.
+            if let AccountEvent::PaymentPostingRefused(_) = &event.event {
+                drop(accounts);
+                add(transaction, PAYMENTS_REFUSED, 1)?;
+            }
+            return Ok(());
+        };
+        summary.revision = event.revision;
+        // (kind, signed amount, reference) of a transaction line, when the event moves money.
+        let line: Option<(&str, i64, String)> = match &event.event {
+            AccountEvent::AccountOpened(_) => None,
+            AccountEvent::AccountBlocked(_) => {
+                summary.status = AccountStatus::Blocked;
+                None
+            }
+            AccountEvent::AccountUnblocked(_) => {
+                summary.status = AccountStatus::Open;
+                None
+            }
+            AccountEvent::AccountClosed(_) => {
+                summary.status = AccountStatus::Closed;
+                None
+            }
+            AccountEvent::OverdraftLimitChanged(changed) => {
+                summary.overdraft_limit = changed.overdraft_limit;
+                None
+            }
+            AccountEvent::FundsDeposited(e) => {
+                Some(("deposit", e.amount.pence(), e.reference.clone()))
+            }
+            AccountEvent::FundsWithdrawn(e) => {
+                Some(("withdrawal", -e.amount.pence(), e.reference.clone()))
+            }
+            AccountEvent::FundsCredited(e) => {
+                let kind = if e.transfer_id.is_some() {
+                    "transferIn"
+                } else {
+                    "credit"
+                };
+                Some((kind, e.amount.pence(), e.reference.clone()))
+            }
+            AccountEvent::FundsDebited(e) => {
+                let kind = if e.transfer_id.is_some() {
+                    "transferOut"
+                } else {
+                    "debit"
+                };
+                Some((kind, -e.amount.pence(), e.reference.clone()))
+            }
+            AccountEvent::FundsReserved(e) => {
+                summary.reserved = Money::from_pence(summary.reserved.pence() + e.amount.pence());
+                None
+            }
+            AccountEvent::FundsReservationReleased(e) => {
+                summary.reserved = Money::from_pence(summary.reserved.pence() - e.amount.pence());
+                e.settled
+                    .then(|| ("payment", -e.amount.pence(), e.payment_id.to_string()))
+            }
+            AccountEvent::PaymentPostingRefused(_) => None,
+        };
+        if let Some((_, amount, _)) = &line {
+            summary.balance = Money::from_pence(summary.balance.pence().saturating_add(*amount));
+        }
+        accounts.insert(id, serde_json::to_vec(&summary)?.as_slice())?;
+        drop(accounts);
+
+        match &event.event {
+            AccountEvent::FundsDeposited(e) => add(transaction, TOTAL_DEPOSITS, e.amount.pence())?,
+            AccountEvent::FundsWithdrawn(e) => {
+                add(transaction, TOTAL_WITHDRAWALS, e.amount.pence())?
+            }
+            AccountEvent::FundsCredited(e) if e.transfer_id.is_some() => {
+                add(transaction, TOTAL_TRANSFERRED_IN, e.amount.pence())?
+            }
+            AccountEvent::FundsCredited(e) => {
+                add(transaction, TOTAL_CREDITED, e.amount.pence())?;
+                add(transaction, PAYMENTS_CREDITED, 1)?;
+            }
+            AccountEvent::FundsDebited(e) => add(transaction, TOTAL_DEBITED, e.amount.pence())?,
+            AccountEvent::PaymentPostingRefused(_) => add(transaction, PAYMENTS_REFUSED, 1)?,
+            _ => {}
+        }
+        if let Some((kind, amount, reference)) = line {
+            let row = TransactionRow {
+                revision: event.revision,
+                kind: kind.to_owned(),
+                amount: Money::from_pence(amount),
+                balance_after: summary.balance,
+                reference,
+                occurred_at: event.metadata.occurred_at,
+            };
+            transaction
+                .open_table(TRANSACTIONS)?
+                .insert((id, event.revision), serde_json::to_vec(&row)?.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("read model storage failed")]
+    Storage(#[from] infrastructure::redb::Error),
+    #[error("a read model row is unreadable")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+macro_rules! storage_errors {
+    ($($error:ty),*) => {
+        $(impl From<$error> for QueryError {
+            fn from(error: $error) -> Self {
+                QueryError::Storage(error.into())
+            }
+        })*
+    };
+}
+
+storage_errors!(
+    infrastructure::redb::TableError,
+    infrastructure::redb::StorageError,
+    infrastructure::redb::TransactionError
+);
+
+fn begin(read_models: &ReadModelStore) -> Result<ReadTransaction, QueryError> {
+    Ok(read_models.database().begin_read()?)
+}
+
+/// Accounts that pass `filter`, in id order, one page of them (`page` counts from 1).
+pub fn list_accounts(
+    read_models: &ReadModelStore,
+    filter: &AccountFilter,
+    page: usize,
+    page_size: usize,
+) -> Result<Page<AccountSummary>, QueryError> {
+    let transaction = begin(read_models)?;
+    let table = match transaction.open_table(ACCOUNTS) {
+        Ok(table) => table,
+        Err(infrastructure::redb::TableError::TableDoesNotExist(_)) => {
+            return Ok(Page {
+                items: Vec::new(),
+                page,
+                page_size,
+                total: 0,
+            })
+        }
+        Err(error) => return Err(error.into()),
+    };
+    // Ids start with the sort code, so a sort-code prefix is a key range.
+    let prefix = filter.sort_code_prefix.clone().unwrap_or_default();
+    let skip = page.saturating_sub(1).saturating_mul(page_size);
+    let mut items = Vec::new();
+    let mut total = 0;
+    for entry in table.range(prefix.as_str()..)? {
+        let (key, value) = entry?;
+        if !key.value().starts_with(prefix.as_str()) {
+            break;
+        }
+        let account: AccountSummary = serde_json::from_slice(value.value())?;
+        if !filter.admits(&account) {
+            continue;
+        }
+        if total >= skip && items.len() < page_size {
+            items.push(account);
+        }
+        total += 1;
+    }
+    Ok(Page {
+        items,
+        page,
+        page_size,
+        total,
+    })
+}
+
+/// One account's summary, if the read model has it.
+pub fn account_summary(
+    read_models: &ReadModelStore,
+    id: &AccountId,
+) -> Result<Option<AccountSummary>, QueryError> {
+    let transaction = begin(read_models)?;
+    let table = match transaction.open_table(ACCOUNTS) {
+        Ok(table) => table,
+        Err(infrastructure::redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let id = id.to_string();
+    let found = table.get(id.as_str())?;
+    Ok(found
+        .map(|value| serde_json::from_slice(value.value()))
+        .transpose()?)
+}
+
+/// An account's transactions, newest first, one page of them.
+pub fn transactions(
+    read_models: &ReadModelStore,
+    id: &AccountId,
+    page: usize,
+    page_size: usize,
+) -> Result<Page<TransactionRow>, QueryError> {
+    let transaction = begin(read_models)?;
+    let table = transaction.open_table(TRANSACTIONS)?;
+    let id = id.to_string();
+    let range = table.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))?;
+    let skip = page.saturating_sub(1).saturating_mul(page_size);
+    let mut items = Vec::new();
+    let mut total = 0;
+    for entry in range.rev() {
+        let (_, value) = entry?;
+        if total >= skip && items.len() < page_size {
+            items.push(serde_json::from_slice(value.value())?);
+        }
+        total += 1;
+    }
+    Ok(Page {
+        items,
+        page,
+        page_size,
+        total,
+    })
+}
+
+/// Bank-wide totals.
+pub fn ledger(read_models: &ReadModelStore) -> Result<Ledger, QueryError> {
+    let transaction = begin(read_models)?;
+    let mut ledger = Ledger::default();
+    let accounts = match transaction.open_table(ACCOUNTS) {
+        Ok(table) => table,
+        Err(infrastructure::redb::TableError::TableDoesNotExist(_)) => return Ok(ledger),
+        Err(error) => return Err(error.into()),
+    };
+    let mut balance: i64 = 0;
+    for entry in accounts.iter()? {
+        let (_, value) = entry?;
+        let account: AccountSummary = serde_json::from_slice(value.value())?;
+        balance = balance.saturating_add(account.balance.pence());
+        match account.status {
+            AccountStatus::Open => ledger.accounts.open += 1,
+            AccountStatus::Blocked => ledger.accounts.blocked += 1,
+            AccountStatus::Closed => ledger.accounts.closed += 1,
+        }
+        ledger.accounts.total += 1;
+    }
+    ledger.total_balance = Money::from_pence(balance);
+    let totals = transaction.open_table(TOTALS)?;
+    let total = |name: &str| -> Result<i64, QueryError> {
+        Ok(totals.get(name)?.map(|value| value.value()).unwrap_or(0))
+    };
+    ledger.total_deposits = Money::from_pence(total(TOTAL_DEPOSITS)?);
+    ledger.total_withdrawals = Money::from_pence(total(TOTAL_WITHDRAWALS)?);
+    ledger.total_credited_by_payments = Money::from_pence(total(TOTAL_CREDITED)?);
+    ledger.payments_credited = total(PAYMENTS_CREDITED)?;
+    ledger.payments_refused = total(PAYMENTS_REFUSED)?;
+    ledger.total_transferred_in = Money::from_pence(total(TOTAL_TRANSFERRED_IN)?);
+    ledger.total_debited = Money::from_pence(total(TOTAL_DEBITED)?);
+    Ok(ledger)
+}
