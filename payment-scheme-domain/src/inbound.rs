@@ -49,7 +49,9 @@ impl Stage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The payment as its events say it is; serialisable so read models and snapshots can keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct InboundPayment {
     pub stage: Stage,
     pub received: Option<InboundPaymentReceived>,

@@ -3,6 +3,146 @@
 //!
 //! - [`validation`]: Bacs gateway validation of inbound payments.
 //! - [`inbound`]: the inbound payment process (aggregate and stage handlers).
+//! - `http`: the HTTP API (`POST /scheme/inbound`, `GET /payments/{id}`, `GET /payments`, `GET /stats`).
+//! - `workers`: the consumer groups that move a payment through its stages and send returns to the scheme.
+//! - `read_model`: payments by stage and the statistics, kept by a projector of `$ce-inboundPayment`.
+//!
+//! [`Config`] and [`run`] are the service; `main.rs` only parses and calls them.
 
+mod http;
 pub mod inbound;
+mod read_model;
 pub mod validation;
+mod workers;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use events::bacs::DEFAULT_MAX_AMOUNT;
+use events::Money;
+use infrastructure::{
+    ensure_group, CancellationToken, EventStoreArgs, HttpArgs, Metrics, Projector, ProjectorSource,
+    ReadModelStore, Repository, Shutdown, Worker,
+};
+use tokio::net::TcpListener;
+
+pub use workers::GROUPS;
+
+/// The service's default HTTP port (DESIGN §5).
+pub const DEFAULT_PORT: u16 = 5004;
+
+/// The service's options; every one can also be given as an environment variable.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub eventstore: EventStoreArgs,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
+
+    /// How many competing workers of each consumer group run in this process.
+    #[arg(long, env = "REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+
+    /// Where the read models are kept.
+    #[arg(long, env = "DATA_DIR", default_value = "./data/payment-scheme-domain")]
+    pub data_dir: PathBuf,
+
+    /// The scheme simulator, which receives returned payments on `{url}/returns`; returns are not sent when unset.
+    #[arg(long, env = "SIMULATOR_URL")]
+    pub simulator_url: Option<String>,
+
+    /// The largest inbound payment accepted, in pence.
+    #[arg(long, env = "MAX_PAYMENT_AMOUNT", default_value_t = DEFAULT_MAX_AMOUNT.pence())]
+    pub max_amount: i64,
+}
+
+impl Config {
+    /// The defaults, connecting to `connection_string`, with read models under `data_dir`.
+    pub fn new(connection_string: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            eventstore: EventStoreArgs::new(connection_string),
+            http: HttpArgs { listen: None },
+            replicas: 1,
+            data_dir: data_dir.into(),
+            simulator_url: None,
+            max_amount: DEFAULT_MAX_AMOUNT.pence(),
+        }
+    }
+}
+
+/// Runs the service: connects, ensures its consumer groups, starts the workers and the projector, and serves
+/// HTTP on `listener` until `shutdown` is cancelled; then stops everything and waits for it.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let store = config
+        .eventstore
+        .connect()
+        .await
+        .context("connecting to the event store")?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let read_models = ReadModelStore::open(config.data_dir.join("payments.redb"))
+        .context("opening the read-model database")?;
+    let metrics = Metrics::new();
+    let tasks = Shutdown::child_of(&shutdown);
+
+    for (source, group, settings) in workers::groups() {
+        ensure_group(&store, &source, group, &settings)
+            .await
+            .with_context(|| format!("creating consumer group {group}"))?;
+    }
+
+    let repository = Repository::<inbound::InboundPayment>::new(store.clone());
+    let handlers = workers::Handlers::new(
+        repository,
+        Money::from_pence(config.max_amount),
+        config.simulator_url.clone(),
+    );
+    for _ in 0..config.replicas.max(1) {
+        for (source, group, _) in workers::groups() {
+            let handlers = handlers.clone();
+            let handler = move |delivery| {
+                let handlers = handlers.clone();
+                async move { handlers.handle(group, delivery).await }
+            };
+            let worker = Worker::new(store.clone(), source, group, handler).with_metrics(&metrics);
+            tasks.spawn(worker.run(tasks.token()));
+        }
+    }
+
+    let projector = Projector::new(
+        read_model::PROJECTOR_NAME,
+        store.clone(),
+        read_models.clone(),
+        ProjectorSource::Stream {
+            stream: events::streams::by_category(events::streams::INBOUND_PAYMENT_CATEGORY),
+            resolve_link_tos: true,
+        },
+        read_model::PaymentsModel,
+    )
+    .with_metrics(&metrics);
+    let projector_token = tasks.token();
+    tasks.spawn(async move {
+        if let Err(error) = projector.run(projector_token).await {
+            tracing::error!(%error, "the payments read model stopped");
+        }
+    });
+
+    let state = http::AppState { store, read_models };
+    let router = http::router(state, metrics);
+    let serve_token = tasks.token();
+    let served =
+        infrastructure::http::serve(
+            listener,
+            router,
+            async move { serve_token.cancelled().await },
+        )
+        .await;
+    tasks.shut_down(Duration::from_secs(10)).await;
+    served.context("serving HTTP")
+}

@@ -95,9 +95,12 @@ mod tests {
         assert_eq!(validated.amount, Money::from_pence(12_500));
     }
 
+    /// A change that breaks one rule, and the words the rejection must contain.
+    type BrokenRule = (fn(&mut InboundPaymentReceived), &'static str);
+
     #[test]
     fn every_problem_is_reported() {
-        let cases: Vec<(fn(&mut InboundPaymentReceived), &str)> = vec![
+        let cases: Vec<BrokenRule> = vec![
             (|p| p.beneficiary.sort_code = "1234".into(), "sort code"),
             (
                 |p| p.beneficiary.account_number = "12AB5678".into(),
