@@ -1,0 +1,314 @@
+//! Starting and stopping the whole bank in one process: the event store (eventstore-lite in-process, or a real
+//! cluster), the seed data, and every service on its own port with its consumer groups.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use infrastructure::{CancellationToken, EventStore};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::UpArgs;
+
+/// Ports of the services; 0 picks a free one (tests and the demo).
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub sanctions: u16,
+    pub accounts: u16,
+    pub payments: u16,
+    pub simulator: u16,
+    pub eventstore: u16,
+}
+
+impl Ports {
+    /// DESIGN §5's defaults.
+    pub const DEFAULT: Ports = Ports {
+        sanctions: 5000,
+        accounts: 5002,
+        payments: 5004,
+        simulator: 5006,
+        eventstore: 2113,
+    };
+    pub const ANY: Ports = Ports {
+        sanctions: 0,
+        accounts: 0,
+        payments: 0,
+        simulator: 0,
+        eventstore: 0,
+    };
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// eventstore-lite in this process, durable under this directory.
+    EmbeddedDisk(PathBuf),
+    /// eventstore-lite in this process, in memory (the demo, tests).
+    EmbeddedMemory,
+    /// A real EventStoreDB / KurrentDB (or any compatible server).
+    External(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct BankOptions {
+    pub store: StoreChoice,
+    /// Read models of the services live under `<data_dir>/<service>`.
+    pub data_dir: PathBuf,
+    pub replicas: usize,
+    pub ports: Ports,
+    pub seed: Option<data_seeder::SeedPlan>,
+}
+
+/// The services' base URLs.
+#[derive(Debug, Clone)]
+pub struct Urls {
+    pub accounts: String,
+    pub sanctions: String,
+    pub payments: String,
+    pub simulator: String,
+    pub eventstore: String,
+}
+
+/// A running bank.
+pub struct Bank {
+    pub urls: Urls,
+    pub connection_string: String,
+    embedded: Option<eventstore_lite::RunningServer>,
+    token: CancellationToken,
+    services: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+}
+
+/// Builds a service's clap `Config` from command-line style arguments, so the launcher uses exactly the
+/// options a user would pass to the service's own binary.
+fn config_from<T: clap::Args + clap::FromArgMatches>(
+    name: &'static str,
+    args: &[String],
+) -> anyhow::Result<T> {
+    let command = T::augment_args(clap::Command::new(name).no_binary_name(true));
+    let matches = command
+        .try_get_matches_from(args)
+        .with_context(|| format!("options for {name}"))?;
+    Ok(T::from_arg_matches(&matches)?)
+}
+
+async fn bind(port: u16, service: &str) -> anyhow::Result<(TcpListener, String)> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("{service} cannot listen on 127.0.0.1:{port}"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    Ok((listener, url))
+}
+
+fn args(pairs: &[(&str, String)]) -> Vec<String> {
+    pairs
+        .iter()
+        .flat_map(|(k, v)| [format!("--{k}"), v.clone()])
+        .collect()
+}
+
+fn service_dir(data_dir: &Path, service: &str) -> String {
+    data_dir.join(service).display().to_string()
+}
+
+impl Bank {
+    /// Starts everything and waits until every service answers `/health/live`.
+    pub async fn start(options: BankOptions) -> anyhow::Result<Bank> {
+        let (embedded, connection_string) = match &options.store {
+            StoreChoice::External(cs) => (None, cs.clone()),
+            choice => {
+                let mut config = match choice {
+                    StoreChoice::EmbeddedDisk(dir) => eventstore_lite::ServerConfig::on_disk(dir),
+                    _ => eventstore_lite::ServerConfig::in_memory(),
+                };
+                config.http_port = options.ports.eventstore;
+                let server = eventstore_lite::start(config)
+                    .await
+                    .context("cannot start eventstore-lite")?;
+                let cs = format!("{}&discoveryInterval=10", server.connection_string());
+                (Some(server), cs)
+            }
+        };
+        let eventstore_url = match &embedded {
+            Some(server) => format!("http://{}", server.local_addr()),
+            None => connection_string.clone(),
+        };
+        if let Some(plan) = &options.seed {
+            let store = EventStore::connect(&connection_string, Duration::from_secs(30))
+                .await
+                .context("cannot reach the event store to seed it")?;
+            let report = data_seeder::seed(&store, plan, |p: data_seeder::Progress| {
+                eprintln!("seed: {p}")
+            })
+            .await
+            .context("seeding failed")?;
+            eprintln!("seed: {report:?}");
+        }
+
+        let (sanctions_listener, sanctions) =
+            bind(options.ports.sanctions, "sanctions-api").await?;
+        let (accounts_listener, accounts) = bind(options.ports.accounts, "accounts-api").await?;
+        let (payments_listener, payments) =
+            bind(options.ports.payments, "payment-scheme-domain").await?;
+        let (simulator_listener, simulator) =
+            bind(options.ports.simulator, "scheme-simulator").await?;
+        let urls = Urls {
+            accounts: accounts.clone(),
+            sanctions: sanctions.clone(),
+            payments: payments.clone(),
+            simulator: simulator.clone(),
+            eventstore: eventstore_url,
+        };
+        let common = |service: &str| {
+            vec![
+                ("eventstore", connection_string.clone()),
+                ("replicas", options.replicas.to_string()),
+                ("data-dir", service_dir(&options.data_dir, service)),
+            ]
+        };
+        let token = CancellationToken::new();
+        let mut services: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
+
+        let config =
+            config_from::<sanctions_api::Config>("sanctions-api", &args(&common("sanctions-api")))?;
+        services.push((
+            "sanctions-api",
+            tokio::spawn(sanctions_api::run(
+                config,
+                sanctions_listener,
+                token.child_token(),
+            )),
+        ));
+
+        let config =
+            config_from::<accounts_api::Config>("accounts-api", &args(&common("accounts-api")))?;
+        services.push((
+            "accounts-api",
+            tokio::spawn(accounts_api::run(
+                config,
+                accounts_listener,
+                token.child_token(),
+            )),
+        ));
+
+        let mut payment_args = common("payment-scheme-domain");
+        payment_args.push(("simulator-url", simulator.clone()));
+        let config = config_from::<payment_scheme_domain::Config>(
+            "payment-scheme-domain",
+            &args(&payment_args),
+        )?;
+        services.push((
+            "payment-scheme-domain",
+            tokio::spawn(payment_scheme_domain::run(
+                config,
+                payments_listener,
+                token.child_token(),
+            )),
+        ));
+
+        let mut simulator_args = common("scheme-simulator");
+        simulator_args.extend([
+            ("bank-url", payments.clone()),
+            ("accounts-url", accounts.clone()),
+            ("sanctions-url", sanctions.clone()),
+        ]);
+        let config =
+            config_from::<scheme_simulator::Config>("scheme-simulator", &args(&simulator_args))?;
+        services.push((
+            "scheme-simulator",
+            tokio::spawn(scheme_simulator::run(
+                config,
+                simulator_listener,
+                token.child_token(),
+            )),
+        ));
+
+        let bank = Bank {
+            urls,
+            connection_string,
+            embedded,
+            token,
+            services,
+        };
+        bank.wait_until_live(Duration::from_secs(60)).await?;
+        Ok(bank)
+    }
+
+    async fn wait_until_live(&self, timeout: Duration) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (name, url) in [
+            ("sanctions-api", &self.urls.sanctions),
+            ("accounts-api", &self.urls.accounts),
+            ("payment-scheme-domain", &self.urls.payments),
+            ("scheme-simulator", &self.urls.simulator),
+        ] {
+            loop {
+                if let Some((_, task)) = self.services.iter().find(|(n, _)| *n == name) {
+                    if task.is_finished() {
+                        anyhow::bail!("{name} stopped while starting");
+                    }
+                }
+                let live = http.get(format!("{url}/health/live")).send().await;
+                if live.is_ok_and(|r| r.status().is_success()) {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    anyhow::bail!("{name} did not become live within {timeout:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every service, then the embedded store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.token.cancel();
+        for (name, task) in self.services {
+            match tokio::time::timeout(Duration::from_secs(15), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => {
+                    tracing::error!(service = name, %error, "stopped with an error")
+                }
+                Ok(Err(error)) => tracing::error!(service = name, %error, "task failed"),
+                Err(_) => tracing::error!(service = name, "did not stop within 15 s"),
+            }
+        }
+        if let Some(server) = self.embedded {
+            server.shutdown().await?;
+        }
+        Ok(())
+    }
+}
+
+/// `bank up`.
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let store = match args.eventstore {
+        Some(cs) => StoreChoice::External(cs),
+        None => StoreChoice::EmbeddedDisk(args.data_dir.join("eventstore")),
+    };
+    let options = BankOptions {
+        store,
+        data_dir: args.data_dir.clone(),
+        replicas: args.replicas.max(1),
+        ports: Ports::DEFAULT,
+        seed: (!args.no_seed).then(data_seeder::SeedPlan::default),
+    };
+    let started = std::time::Instant::now();
+    let bank = Bank::start(options).await?;
+    println!("The bank is up in {:.1?}:", started.elapsed());
+    println!(
+        "  event store            {}  ({})",
+        bank.urls.eventstore, bank.connection_string
+    );
+    println!("  accounts-api           {}/docs", bank.urls.accounts);
+    println!("  sanctions-api          {}/docs", bank.urls.sanctions);
+    println!("  payment-scheme-domain  {}/docs", bank.urls.payments);
+    println!("  scheme-simulator       {}/docs", bank.urls.simulator);
+    println!("Try: curl -X POST {}/inbound-payments/random -H 'content-type: application/json' -d '{{\"count\":10}}'", bank.urls.simulator);
+    println!("Ctrl-C stops the bank.");
+    infrastructure::shutdown_signal().await;
+    println!("Stopping…");
+    bank.shutdown().await
+}

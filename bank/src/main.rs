@@ -1,0 +1,14 @@
+//! `bank`: `bank up` runs the whole bank; `bank demo` runs a scripted scenario through every branch.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    infrastructure::init_telemetry("info");
+    let cli = bank::Cli::parse();
+    let ok = bank::run(cli).await?;
+    if !ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}

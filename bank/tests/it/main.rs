@@ -1,0 +1,3 @@
+//! End-to-end tests of the whole bank through its HTTP APIs, with eventstore-lite in-process.
+
+mod pipeline;
