@@ -2,9 +2,11 @@
 //!
 //! - [`launcher`]: starts the event store (eventstore-lite in-process unless `--eventstore` names a cluster),
 //!   seeds it, and starts every service with its consumer groups; stops them all cleanly.
+//! - [`bench`]: end-to-end pipeline benchmarks (payments per second, received → final latency).
 //! - [`demo`]: a scripted scenario through every branch of the inbound pipeline, with an outcome table and a
 //!   money-conservation check.
 
+pub mod bench;
 pub mod demo;
 pub mod launcher;
 
@@ -24,6 +26,8 @@ pub enum Command {
     Up(UpArgs),
     /// Run a scripted scenario through every branch on a temporary store and check that money is conserved.
     Demo,
+    /// Measure the inbound pipeline end to end on a temporary durable store (JSON on stdout).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,5 +51,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Up(args) => launcher::up(args).await.map(|()| true),
         Command::Demo => demo::run().await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }

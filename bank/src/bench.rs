@@ -1,0 +1,256 @@
+//! `bank bench`: end-to-end measurements of the inbound pipeline on the embedded, durable store — payments per
+//! second from scheme message to final outcome, and received → final latency at a paced rate. Prints one JSON
+//! line; progress goes to stderr.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::launcher::{Bank, BankOptions, Ports, StoreChoice};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// `throughput`: submit every payment at once and time until all are final. `latency`: submit at `--rate`
+    /// for `--duration-secs` and report received → final latency.
+    #[arg(long, default_value = "throughput")]
+    pub mode: String,
+    /// Payments in throughput mode.
+    #[arg(long, default_value_t = 20_000)]
+    pub payments: usize,
+    /// Payments per second in latency mode.
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: usize,
+    #[arg(long, default_value_t = 10)]
+    pub duration_secs: u64,
+    /// Payments per request to the gateway.
+    #[arg(long, default_value_t = 200)]
+    pub batch: usize,
+    /// Competing instances of every consumer group.
+    #[arg(long, default_value_t = 2)]
+    pub replicas: usize,
+    /// Accounts the payments are spread over.
+    #[arg(long, default_value_t = 1_000)]
+    pub accounts: u32,
+}
+
+fn payment(n: usize, account: &data_seeder::SeedAccount, run: &str) -> Value {
+    json!({
+        "schemeTransactionId": format!("BENCH-{run}-{n}"),
+        "payer": { "name": "ACME PAYROLL LTD", "sortCode": "200000", "accountNumber": "55779911" },
+        "beneficiary": {
+            "name": "BENEFICIARY",
+            "sortCode": account.id.sort_code.as_str(),
+            "accountNumber": account.id.account_number.as_str(),
+        },
+        "amount": 100 + (n % 10_000) as i64,
+        "reference": format!("BENCH {}", n % 100_000),
+    })
+}
+
+async fn finished(http: &reqwest::Client, bank: &Bank) -> anyhow::Result<u64> {
+    let stats: Value = http
+        .get(format!("{}/stats", bank.urls.payments))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let by_stage = &stats["byStage"];
+    Ok(by_stage["credited"].as_u64().unwrap_or(0) + by_stage["returned"].as_u64().unwrap_or(0))
+}
+
+async fn wait_all_final(
+    http: &reqwest::Client,
+    bank: &Bank,
+    expected: u64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last_report = Instant::now();
+    loop {
+        let done = finished(http, bank).await?;
+        if done >= expected {
+            return Ok(());
+        }
+        if last_report.elapsed() > Duration::from_secs(2) {
+            eprintln!("bench: {done}/{expected} payments final");
+            last_report = Instant::now();
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {done} of {expected} payments finished in {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
+    let data_dir =
+        std::env::temp_dir().join(format!("bank-bench-{}", uuid::Uuid::new_v4().simple()));
+    let plan = data_seeder::SeedPlan {
+        accounts: args.accounts,
+        blocked: 0,
+        closed: 0,
+        ..Default::default()
+    };
+    let accounts: Vec<_> = plan.accounts().collect();
+    let options = BankOptions {
+        store: StoreChoice::EmbeddedDisk(data_dir.join("eventstore")),
+        data_dir: data_dir.clone(),
+        replicas: args.replicas.max(1),
+        ports: Ports::ANY,
+        seed: Some(plan),
+    };
+    let bank = Bank::start(options).await?;
+    let http = reqwest::Client::new();
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let result = match args.mode.as_str() {
+        "throughput" => throughput(&http, &bank, &args, &accounts, &run_id).await,
+        "latency" => latency(&http, &bank, &args, &accounts, &run_id).await,
+        other => Err(anyhow::anyhow!(
+            "unknown mode '{other}' (throughput or latency)"
+        )),
+    };
+    bank.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let report = result?;
+    println!("{report}");
+    Ok(true)
+}
+
+async fn throughput(
+    http: &reqwest::Client,
+    bank: &Bank,
+    args: &BenchArgs,
+    accounts: &[data_seeder::SeedAccount],
+    run_id: &str,
+) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let mut submissions = tokio::task::JoinSet::new();
+    let batches: Vec<Vec<Value>> = (0..args.payments)
+        .map(|n| payment(n, &accounts[n % accounts.len()], run_id))
+        .collect::<Vec<_>>()
+        .chunks(args.batch.max(1))
+        .map(<[Value]>::to_vec)
+        .collect();
+    let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    for batch in batches {
+        let (http, url, permit) = (
+            http.clone(),
+            bank.urls.payments.clone(),
+            semaphore.clone().acquire_owned().await?,
+        );
+        submissions.spawn(async move {
+            let _permit = permit;
+            let response = http
+                .post(format!("{url}/scheme/inbound"))
+                .json(&batch)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "gateway answered {}",
+                response.status()
+            );
+            Ok(())
+        });
+    }
+    while let Some(done) = submissions.join_next().await {
+        done.context("submission task")??;
+    }
+    let submitted = started.elapsed();
+    wait_all_final(http, bank, args.payments as u64, Duration::from_secs(1800)).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "test": "bank-pipeline",
+        "mode": "throughput",
+        "payments": args.payments,
+        "replicas": args.replicas,
+        "submitSeconds": submitted.as_secs_f64(),
+        "seconds": seconds,
+        "paymentsPerSec": (args.payments as f64 / seconds).round(),
+    }))
+}
+
+async fn latency(
+    http: &reqwest::Client,
+    bank: &Bank,
+    args: &BenchArgs,
+    accounts: &[data_seeder::SeedAccount],
+    run_id: &str,
+) -> anyhow::Result<Value> {
+    let ticks_per_sec = 20;
+    let per_tick = (args.rate / ticks_per_sec).max(1);
+    let total_ticks = args.duration_secs as usize * ticks_per_sec;
+    let mut interval = tokio::time::interval(Duration::from_millis(1000 / ticks_per_sec as u64));
+    let mut n = 0;
+    for _ in 0..total_ticks {
+        interval.tick().await;
+        let batch: Vec<Value> = (n..n + per_tick)
+            .map(|i| payment(i, &accounts[i % accounts.len()], run_id))
+            .collect();
+        n += per_tick;
+        let (http, bank_url) = (http.clone(), bank.urls.payments.clone());
+        tokio::spawn(async move {
+            let _ = http
+                .post(format!("{bank_url}/scheme/inbound"))
+                .json(&batch)
+                .send()
+                .await;
+        });
+    }
+    wait_all_final(http, bank, n as u64, Duration::from_secs(600)).await?;
+    // Received → final, from the events' own timestamps.
+    let mut latencies = Vec::with_capacity(n);
+    let mut stages: HashMap<String, usize> = HashMap::new();
+    for i in 0..n {
+        let id = events::ids::payment_id_for_scheme_transaction(&format!("BENCH-{run_id}-{i}"));
+        let payment: Value = http
+            .get(format!("{}/payments/{id}", bank.urls.payments))
+            .send()
+            .await?
+            .json()
+            .await?;
+        *stages
+            .entry(payment["stage"].as_str().unwrap_or("?").to_owned())
+            .or_default() += 1;
+        let times: Vec<DateTime<Utc>> = payment["history"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|e| e["occurredAt"].as_str().or(e["created"].as_str()))
+                    .filter_map(|t| t.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let (Some(first), Some(last)) = (times.first(), times.last()) {
+            latencies.push((*last - *first).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(json!({
+        "test": "bank-pipeline",
+        "mode": "latency",
+        "rate": args.rate,
+        "seconds": args.duration_secs,
+        "payments": n,
+        "replicas": args.replicas,
+        "stages": stages,
+        "receivedToFinalMs": {
+            "p50": percentile(&latencies, 0.5),
+            "p99": percentile(&latencies, 0.99),
+            "max": latencies.last().copied().unwrap_or(0.0),
+            "samples": latencies.len(),
+        },
+    }))
+}
