@@ -60,6 +60,12 @@ pub struct Config {
     /// Where the read model database lives.
     #[arg(long, env = "ACCOUNTS_DATA_DIR", default_value = "./data/accounts-api")]
     pub data_dir: PathBuf,
+
+    /// The store role (user group) this service's streams are private to: the streams it creates get an `$acl`
+    /// that lets only this role write them (see infrastructure's `EventStore::with_owner_role`). Unset: streams
+    /// are created without an ACL, as on an insecure store.
+    #[arg(long, env = "ACCOUNTS_OWNER_ROLE")]
+    pub owner_role: Option<String>,
 }
 
 impl Config {
@@ -70,6 +76,7 @@ impl Config {
             http: HttpArgs { listen: None },
             replicas: 1,
             data_dir: data_dir.into(),
+            owner_role: None,
         }
     }
 
@@ -101,11 +108,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let store = config
+    let mut store = config
         .eventstore
         .connect()
         .await
         .context("connecting to the event store")?;
+    if let Some(role) = &config.owner_role {
+        store = store.with_owner_role(role);
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let read_models = ReadModelStore::open(config.data_dir.join("accounts.redb"))

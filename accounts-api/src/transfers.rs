@@ -98,6 +98,9 @@ pub async fn run_transfer(
         reference,
         ..
     } = request;
+    // The saga's stream is appended to with `Any` (each step has its own idempotent id); it is new here, so it
+    // is claimed before its first event, like the streams the repository creates.
+    store.claim_stream(&events::streams::transfer(&id)).await?;
     record(
         store,
         id,

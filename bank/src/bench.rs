@@ -110,6 +110,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
         replicas: args.replicas.max(1),
         ports: Ports::ANY,
         seed: Some(plan),
+        secure: false,
     };
     let bank = Bank::start(options).await?;
     let http = reqwest::Client::new();

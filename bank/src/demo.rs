@@ -1,6 +1,7 @@
 //! `bank demo`: a scripted scenario through every branch of the inbound pipeline, on a temporary in-memory
-//! store, driven only through the services' HTTP APIs. Prints an outcome table and checks that money is
-//! conserved; the exit code says whether every expectation held.
+//! store (in secure mode unless asked otherwise: each domain's streams private to it), driven only through the
+//! services' HTTP APIs. Prints an outcome table and checks that money is conserved; the exit code says whether
+//! every expectation held.
 
 use std::time::Duration;
 
@@ -25,8 +26,9 @@ struct Case {
     expected_return: Option<char>,
 }
 
-/// Runs the scenario; `Ok(true)` when every outcome matched and money was conserved.
-pub async fn run() -> anyhow::Result<bool> {
+/// Runs the scenario on a bank of its own (secure or not); `Ok(true)` when every outcome matched and money was
+/// conserved.
+pub async fn run(secure: bool) -> anyhow::Result<bool> {
     let data_dir =
         std::env::temp_dir().join(format!("bank-demo-{}", uuid::Uuid::new_v4().simple()));
     let options = BankOptions {
@@ -35,6 +37,7 @@ pub async fn run() -> anyhow::Result<bool> {
         replicas: 2,
         ports: Ports::ANY,
         seed: None,
+        secure,
     };
     let bank = Bank::start(options).await?;
     let result = scenario(&bank).await;
@@ -140,11 +143,21 @@ async fn wait_for<T>(
     }
 }
 
-async fn scenario(bank: &Bank) -> anyhow::Result<bool> {
+/// The demo's accounts (14 digits): open with a balance, blocked, and closed.
+pub const OPEN_ACCOUNT: &str = "40000111111111";
+pub const BLOCKED_ACCOUNT: &str = "40000122222222";
+pub const CLOSED_ACCOUNT: &str = "40000133333333";
+
+/// The scheme transaction id of the demo's `case`-th payment (the first is the happy path).
+pub fn scheme_transaction_id(case: usize) -> String {
+    format!("DEMO-{case}")
+}
+
+/// Runs the scenario on a running `bank` (whose store holds no demo data yet); `Ok(true)` when every outcome
+/// matched and money was conserved.
+pub async fn scenario(bank: &Bank) -> anyhow::Result<bool> {
     let http = reqwest::Client::new();
-    let open = "40000111111111";
-    let blocked = "40000122222222";
-    let closed = "40000133333333";
+    let (open, blocked, closed) = (OPEN_ACCOUNT, BLOCKED_ACCOUNT, CLOSED_ACCOUNT);
     let opening = 10_000;
     open_account(&http, bank, open, "ADA LOVELACE", opening).await?;
     open_account(&http, bank, blocked, "GRACE HOPPER", 0).await?;
@@ -178,7 +191,7 @@ async fn scenario(bank: &Bank) -> anyhow::Result<bool> {
     )
     .await?;
 
-    let cases = vec![
+    let cases = [
         Case {
             name: "happy path",
             payer: "ACME PAYROLL LTD",
@@ -254,7 +267,7 @@ async fn scenario(bank: &Bank) -> anyhow::Result<bool> {
     let mut ids = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let payment = json!({
-            "schemeTransactionId": format!("DEMO-{i}"),
+            "schemeTransactionId": scheme_transaction_id(i),
             "payer": { "name": case.payer, "sortCode": "200000", "accountNumber": "55779911" },
             "beneficiary": {
                 "name": "BENEFICIARY",
@@ -265,7 +278,7 @@ async fn scenario(bank: &Bank) -> anyhow::Result<bool> {
             "reference": format!("DEMO {i}"),
         });
         let payment_id =
-            events::ids::payment_id_for_scheme_transaction(&format!("DEMO-{i}")).to_string();
+            events::ids::payment_id_for_scheme_transaction(&scheme_transaction_id(i)).to_string();
         post(
             &http,
             format!("{}/scheme/inbound", bank.urls.payments),

@@ -1,5 +1,7 @@
 //! Starting and stopping the whole bank in one process: the event store (eventstore-lite in-process, or a real
-//! cluster), the seed data, and every service on its own port with its consumer groups.
+//! cluster), the seed data, and every service on its own port with its consumer groups. In secure mode the store
+//! serves TLS and checks credentials, the seeder (as admin) makes a user per domain, and each service connects as
+//! its own user with its domain's role as owner of the streams it creates.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,6 +11,7 @@ use infrastructure::{CancellationToken, EventStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::credentials::{with_credentials, Credentials};
 use crate::UpArgs;
 
 /// Ports of the services; 0 picks a free one (tests and the demo).
@@ -58,6 +61,10 @@ pub struct BankOptions {
     pub replicas: usize,
     pub ports: Ports,
     pub seed: Option<data_seeder::SeedPlan>,
+    /// Secure mode: eventstore-lite with TLS (a self-signed development certificate) and authentication, a store
+    /// user per domain service (passwords in `<data_dir>/credentials.json`), and each domain's streams writable
+    /// only by its user. An external store must then be given with an admin's credentials.
+    pub secure: bool,
 }
 
 /// The services' base URLs.
@@ -75,6 +82,7 @@ pub struct Bank {
     pub urls: Urls,
     pub connection_string: String,
     embedded: Option<eventstore_lite::RunningServer>,
+    credentials: Option<Credentials>,
     token: CancellationToken,
     services: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
 }
@@ -122,6 +130,10 @@ impl Bank {
                     _ => eventstore_lite::ServerConfig::in_memory(),
                 };
                 config.http_port = options.ports.eventstore;
+                if options.secure {
+                    config.insecure = false;
+                    config.dev = true;
+                }
                 let server = eventstore_lite::start(config)
                     .await
                     .context("cannot start eventstore-lite")?;
@@ -130,19 +142,34 @@ impl Bank {
             }
         };
         let eventstore_url = match &embedded {
+            Some(server) if options.secure => format!("https://{}", server.local_addr()),
             Some(server) => format!("http://{}", server.local_addr()),
             None => connection_string.clone(),
         };
-        if let Some(plan) = &options.seed {
+        let credentials = options
+            .secure
+            .then(|| Credentials::load_or_create(&options.data_dir))
+            .transpose()?;
+        let users = credentials.as_ref().map(Credentials::seed_users);
+        if options.seed.is_some() || users.is_some() {
             let store = EventStore::connect(&connection_string, Duration::from_secs(30))
                 .await
                 .context("cannot reach the event store to seed it")?;
-            let report = data_seeder::seed(&store, plan, |p: data_seeder::Progress| {
-                eprintln!("seed: {p}")
-            })
-            .await
-            .context("seeding failed")?;
-            eprintln!("seed: {report:?}");
+            if let Some(plan) = &options.seed {
+                let mut plan = plan.clone();
+                plan.users = users.unwrap_or_default();
+                let report = data_seeder::seed(&store, &plan, |p: data_seeder::Progress| {
+                    eprintln!("seed: {p}")
+                })
+                .await
+                .context("seeding failed")?;
+                eprintln!("seed: {report:?}");
+            } else if let Some(users) = users {
+                let report = data_seeder::create_users(&store, &users)
+                    .await
+                    .context("creating the domain users failed")?;
+                eprintln!("seed: {report:?}");
+            }
         }
 
         let (sanctions_listener, sanctions) =
@@ -159,18 +186,27 @@ impl Bank {
             simulator: simulator.clone(),
             eventstore: eventstore_url,
         };
-        let common = |service: &str| {
-            vec![
-                ("eventstore", connection_string.clone()),
+        let common = |service: &str| -> anyhow::Result<Vec<(&str, String)>> {
+            let mut args = vec![
+                (
+                    "eventstore",
+                    service_connection_string(&connection_string, credentials.as_ref(), service)?,
+                ),
                 ("replicas", options.replicas.to_string()),
                 ("data-dir", service_dir(&options.data_dir, service)),
-            ]
+            ];
+            if credentials.is_some() {
+                args.push(("owner-role", domain_user(service)?.group.to_owned()));
+            }
+            Ok(args)
         };
         let token = CancellationToken::new();
         let mut services: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)> = Vec::new();
 
-        let config =
-            config_from::<sanctions_api::Config>("sanctions-api", &args(&common("sanctions-api")))?;
+        let config = config_from::<sanctions_api::Config>(
+            "sanctions-api",
+            &args(&common("sanctions-api")?),
+        )?;
         services.push((
             "sanctions-api",
             tokio::spawn(sanctions_api::run(
@@ -181,7 +217,7 @@ impl Bank {
         ));
 
         let config =
-            config_from::<accounts_api::Config>("accounts-api", &args(&common("accounts-api")))?;
+            config_from::<accounts_api::Config>("accounts-api", &args(&common("accounts-api")?))?;
         services.push((
             "accounts-api",
             tokio::spawn(accounts_api::run(
@@ -191,7 +227,7 @@ impl Bank {
             )),
         ));
 
-        let mut payment_args = common("payment-scheme-domain");
+        let mut payment_args = common("payment-scheme-domain")?;
         payment_args.push(("simulator-url", simulator.clone()));
         let config = config_from::<payment_scheme_domain::Config>(
             "payment-scheme-domain",
@@ -206,7 +242,7 @@ impl Bank {
             )),
         ));
 
-        let mut simulator_args = common("scheme-simulator");
+        let mut simulator_args = common("scheme-simulator")?;
         simulator_args.extend([
             ("bank-url", payments.clone()),
             ("accounts-url", accounts.clone()),
@@ -227,11 +263,22 @@ impl Bank {
             urls,
             connection_string,
             embedded,
+            credentials,
             token,
             services,
         };
         bank.wait_until_live(Duration::from_secs(60)).await?;
         Ok(bank)
+    }
+
+    /// The connection string `service` uses: in secure mode, logged in as its own user; otherwise the bank's.
+    pub fn connection_string_of(&self, service: &str) -> anyhow::Result<String> {
+        service_connection_string(&self.connection_string, self.credentials.as_ref(), service)
+    }
+
+    /// Where secure mode keeps the domain users' passwords.
+    pub fn credentials_file(&self) -> Option<&Path> {
+        self.credentials.as_ref().map(Credentials::file)
     }
 
     async fn wait_until_live(&self, timeout: Duration) -> anyhow::Result<()> {
@@ -282,6 +329,31 @@ impl Bank {
     }
 }
 
+/// The store user a service connects as in secure mode (its login is the service's name).
+fn domain_user(service: &str) -> anyhow::Result<&'static data_seeder::DomainUser> {
+    data_seeder::DOMAIN_USERS
+        .iter()
+        .find(|user| user.login == service)
+        .with_context(|| format!("{service} has no store user"))
+}
+
+/// The connection string `service` uses: the bank's, logged in as the service's own user when there are
+/// credentials (secure mode).
+fn service_connection_string(
+    connection_string: &str,
+    credentials: Option<&Credentials>,
+    service: &str,
+) -> anyhow::Result<String> {
+    let Some(credentials) = credentials else {
+        return Ok(connection_string.to_owned());
+    };
+    let user = domain_user(service)?;
+    let password = credentials
+        .password_of(user.login)
+        .with_context(|| format!("no password for {}", user.login))?;
+    with_credentials(connection_string, user.login, password)
+}
+
 /// `bank up`.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let store = match args.eventstore {
@@ -294,6 +366,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         replicas: args.replicas.max(1),
         ports: Ports::DEFAULT,
         seed: (!args.no_seed).then(data_seeder::SeedPlan::default),
+        secure: args.secure,
     };
     let started = std::time::Instant::now();
     let bank = Bank::start(options).await?;
@@ -302,6 +375,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         "  event store            {}  ({})",
         bank.urls.eventstore, bank.connection_string
     );
+    if let Some(file) = bank.credentials_file() {
+        println!(
+            "  secure: each service logs in as its own user (passwords in {}); its streams are private to it",
+            file.display()
+        );
+    }
     println!("  accounts-api           {}/docs", bank.urls.accounts);
     println!("  sanctions-api          {}/docs", bank.urls.sanctions);
     println!("  payment-scheme-domain  {}/docs", bank.urls.payments);

@@ -9,15 +9,23 @@
 //!   service uses.
 //! - `seed`: [`seed`], which writes the plan and reports what it created and what was already there
 //!   ([`SeedReport`]), calling back with [`Progress`] as it goes.
+//! - `users`: a store user per domain service ([`DOMAIN_USERS`], [`domain_users`]) made through the store's
+//!   HTTP users API ([`create_users`]), and the domains' roles that stream ACLs name.
 //!
 //! Idempotency: an account stream is written only if it does not exist (`ExpectedRevision::NoStream`, with
 //! deterministic event ids, so even two seeders racing write it once); a sanctioned name is appended only if its
-//! deterministic event id is not in `sanctionedNames` yet; groups are created unless they exist.
+//! deterministic event id is not in `sanctionedNames` yet; groups are created unless they exist; a user that
+//! exists (409) is left as it is; a stream whose ACL is already its domain's is not written again.
 
 mod groups;
 mod plan;
 mod seed;
+mod users;
 
 pub use groups::{consumer_groups, ConsumerGroup};
 pub use plan::{PlanError, SeedAccount, SeedPlan, SeedStatus, DEFAULT_SANCTIONED_NAMES};
 pub use seed::{seed, Progress, SeedReport, Stage};
+pub use users::{
+    create_users, domain_users, DomainUser, SeedUser, UsersReport, ACCOUNTS_ROLE, DOMAIN_USERS,
+    OPS_GROUP, PAYMENTS_ROLE, SANCTIONS_ROLE, SCHEME_ROLE,
+};

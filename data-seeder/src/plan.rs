@@ -3,6 +3,8 @@
 
 use events::{AccountId, AccountNumber, Money, SortCode};
 
+use crate::users::SeedUser;
+
 /// Sanctioned names seeded when none are given: fictional, and short enough (Bacs names are at most 18
 /// characters) to travel as a payer's name so the simulator can send payments that screening holds.
 pub const DEFAULT_SANCTIONED_NAMES: &[&str] = &[
@@ -131,6 +133,10 @@ pub struct SeedPlan {
     pub sanctioned_names: Vec<String>,
     /// How many store operations to keep in flight at once.
     pub concurrency: usize,
+    /// Store users to create (normally [`crate::domain_users`], with passwords the caller chose). When there are
+    /// any, the seeder also secures what it writes: `account-…` streams and `sanctionedNames` get the `$acl`
+    /// that lets only their domain's role write them.
+    pub users: Vec<SeedUser>,
 }
 
 impl Default for SeedPlan {
@@ -144,6 +150,7 @@ impl Default for SeedPlan {
                 .map(|name| (*name).to_owned())
                 .collect(),
             concurrency: 32,
+            users: Vec::new(),
         }
     }
 }
@@ -180,6 +187,16 @@ impl SeedPlan {
         }
         if self.concurrency == 0 {
             return Err(PlanError("concurrency must be at least 1".to_owned()));
+        }
+        if let Some(user) = self
+            .users
+            .iter()
+            .find(|user| user.login.trim().is_empty() || user.password.is_empty())
+        {
+            return Err(PlanError(format!(
+                "user '{}' needs a login and a password",
+                user.login
+            )));
         }
         Ok(())
     }
@@ -307,5 +324,10 @@ mod tests {
             ..SeedPlan::default()
         };
         assert!(plan.validate().is_err());
+        let plan = SeedPlan {
+            users: crate::domain_users(|_| String::new()),
+            ..SeedPlan::default()
+        };
+        assert!(plan.validate().is_err(), "users need passwords");
     }
 }

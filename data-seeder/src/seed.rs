@@ -1,5 +1,5 @@
-//! Writing a [`SeedPlan`] to the store: accounts, sanctioned names, consumer groups — each only if it is not
-//! there yet, so a second run writes nothing.
+//! Writing a [`SeedPlan`] to the store: users (when the plan has any), accounts, sanctioned names, consumer
+//! groups — each only if it is not there yet, so a second run writes nothing.
 
 use std::collections::HashSet;
 
@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::groups::consumer_groups;
 use crate::plan::{name_key, SeedAccount, SeedPlan, SeedStatus};
+use crate::users::{create_users, ACCOUNTS_ROLE, SANCTIONS_ROLE};
 
 /// The actor recorded in the metadata of everything the seeder writes.
 const ACTOR: &str = "data-seeder";
@@ -29,6 +30,7 @@ const NAME_ATTEMPTS: usize = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Stage {
+    Users,
     Accounts,
     SanctionedNames,
     ConsumerGroups,
@@ -37,6 +39,7 @@ pub enum Stage {
 impl std::fmt::Display for Stage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Stage::Users => "users",
             Stage::Accounts => "accounts",
             Stage::SanctionedNames => "sanctioned names",
             Stage::ConsumerGroups => "consumer groups",
@@ -63,6 +66,8 @@ impl std::fmt::Display for Progress {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SeedReport {
+    pub users_created: Vec<String>,
+    pub users_existing: Vec<String>,
     pub accounts_created: u64,
     pub accounts_existing: u64,
     pub sanctioned_names_added: u64,
@@ -74,7 +79,8 @@ pub struct SeedReport {
 impl SeedReport {
     /// Whether this run wrote anything.
     pub fn changed_anything(&self) -> bool {
-        self.accounts_created > 0
+        !self.users_created.is_empty()
+            || self.accounts_created > 0
             || self.sanctioned_names_added > 0
             || !self.groups_created.is_empty()
     }
@@ -89,6 +95,35 @@ pub async fn seed(
     plan.validate().context("invalid seed plan")?;
     let mut report = SeedReport::default();
 
+    // With users, the domains' streams are made private to them: the stores below claim what they write.
+    let secured = !plan.users.is_empty();
+    let owned_by = |role: &str| {
+        if secured {
+            store.clone().with_owner_role(role)
+        } else {
+            store.clone()
+        }
+    };
+    if secured {
+        let total = plan.users.len() as u64;
+        progress(Progress {
+            stage: Stage::Users,
+            done: 0,
+            total,
+        });
+        let users = create_users(store, &plan.users)
+            .await
+            .context("creating the domain users")?;
+        report.users_created = users.created;
+        report.users_existing = users.existing;
+        progress(Progress {
+            stage: Stage::Users,
+            done: total,
+            total,
+        });
+    }
+
+    let accounts_store = owned_by(ACCOUNTS_ROLE);
     let total = u64::from(plan.accounts);
     progress(Progress {
         stage: Stage::Accounts,
@@ -96,7 +131,10 @@ pub async fn seed(
         total,
     });
     let mut outcomes = futures::stream::iter(plan.accounts())
-        .map(|account| async move { seed_account(store, &account).await })
+        .map(|account| {
+            let store = &accounts_store;
+            async move { seed_account(store, &account).await }
+        })
         .buffer_unordered(plan.concurrency);
     let mut done = 0;
     while let Some(created) = outcomes.try_next().await? {
@@ -120,7 +158,7 @@ pub async fn seed(
         done: 0,
         total,
     });
-    let added = seed_sanctioned_names(store, &plan.sanctioned_names).await?;
+    let added = seed_sanctioned_names(&owned_by(SANCTIONS_ROLE), &plan.sanctioned_names).await?;
     report.sanctioned_names_added = added;
     report.sanctioned_names_existing = total - added;
     progress(Progress {
@@ -220,10 +258,15 @@ pub(crate) fn account_events(account: &SeedAccount) -> Vec<NewEvent<AccountEvent
     events
 }
 
-/// Writes the account's stream unless it exists. Returns whether it was written.
+/// Writes the account's stream unless it exists. Returns whether it was written. A store with an owner role
+/// claims the stream, new or not (see the crate's docs).
 async fn seed_account(store: &EventStore, account: &SeedAccount) -> anyhow::Result<bool> {
     let stream = streams::account(&account.id);
     if stream_exists(store, &stream).await? {
+        store
+            .claim_stream(&stream)
+            .await
+            .with_context(|| format!("making {stream} private"))?;
         return Ok(false);
     }
     match store
@@ -269,6 +312,11 @@ fn sanctioned_name_event_id(name: &str) -> uuid::Uuid {
 /// may have removed a seeded name since; a re-run respects that). Returns how many were added.
 async fn seed_sanctioned_names(store: &EventStore, names: &[String]) -> anyhow::Result<u64> {
     let stream = streams::SANCTIONED_NAMES;
+    // The list is appended to at the revision read, not only created: claimed whatever its state.
+    store
+        .claim_stream(stream)
+        .await
+        .context("making the sanctioned names private")?;
     for _ in 0..NAME_ATTEMPTS {
         let existing = match store.read_stream::<SanctionedNamesEvent>(stream).await {
             Ok(events) => events,

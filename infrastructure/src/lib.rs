@@ -2,7 +2,8 @@
 //! the client's lower layers themselves. Depends on `events` only, of the workspace.
 //!
 //! - `store`: [`EventStore`] — connect with retry, typed append and read of [`events::DomainEvent`]s with their
-//!   [`events::EventMetadata`]; [`StoreError`].
+//!   [`events::EventMetadata`]; [`StoreError`]. Opt-in stream ownership ([`EventStore::with_owner_role`]): the
+//!   streams a service creates get an `$acl` that lets only its role write them.
 //! - `repository`: [`Repository`] of an [`Aggregate`] — fold a stream (from a snapshot), save with the expected
 //!   revision, [`Repository::execute`] a decision with retries on conflict, snapshots in `snapshot-<stream>`.
 //! - `worker`: [`Worker`] — one competing consumer of a persistent subscription group; handler → ack, transient

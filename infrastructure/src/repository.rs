@@ -1,6 +1,8 @@
 //! The aggregate repository: rebuilds an aggregate by folding its stream (from its latest snapshot when there is
 //! one), saves new events with the loaded revision as the expected revision, retries a decision when another
-//! writer got there first, and keeps snapshots of long streams in a separate `snapshot-<stream>` stream.
+//! writer got there first, and keeps snapshots of long streams in a separate `snapshot-<stream>` stream. With an
+//! owner role on the store ([`EventStore::with_owner_role`]), new aggregates' streams and their snapshot streams
+//! are private to it.
 
 use std::marker::PhantomData;
 
@@ -410,6 +412,14 @@ impl<A: Aggregate> Repository<A> {
             return;
         }
         let snapshots = snapshot_stream(stream);
+        // Snapshots are appended with `Any`, so the first one (none was read) claims the stream for the owner
+        // role first: another domain must not be able to plant a state for this aggregate.
+        if loaded.snapshot_revision.is_none() {
+            if let Err(error) = self.store.claim_stream(&snapshots).await {
+                tracing::warn!(%snapshots, %error, "snapshot stream not claimed; snapshot not written");
+                return;
+            }
+        }
         let body = SnapshotToWrite {
             schema_version: A::SNAPSHOT_VERSION,
             revision,

@@ -1,33 +1,43 @@
 //! Typed access to the event store through the official `eventstore` client: connecting with retry, appending
-//! `DomainEvent`s with their `EventMetadata`, and reading streams back as typed events.
+//! `DomainEvent`s with their `EventMetadata`, reading streams back as typed events, and (opt-in) making the
+//! streams a service creates private to its role with a stream `$acl`.
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use events::ids::deterministic_event_id;
 use events::{DomainEvent, EventMetadata};
 use eventstore::{
     AppendToStreamOptions, Client, ClientSettings, EventData, ExpectedRevision, Position,
     ReadStreamOptions, RecordedEvent, StreamPosition,
 };
 use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 /// The longest single connection attempt: long enough for a TLS handshake and cluster discovery.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How many times [`EventStore::claim_stream`] re-reads metadata that another writer changed meanwhile.
+const CLAIM_ATTEMPTS: u32 = 5;
 
 /// A connected client with typed operations. Cheap to clone: clones share one connection.
 #[derive(Clone)]
 pub struct EventStore {
     client: Client,
+    /// The role the streams this store creates are private to ([`EventStore::with_owner_role`]).
+    owner_role: Option<Arc<str>>,
 }
 
 impl fmt::Debug for EventStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventStore").finish_non_exhaustive()
+        f.debug_struct("EventStore")
+            .field("owner_role", &self.owner_role)
+            .finish_non_exhaustive()
     }
 }
 
@@ -222,7 +232,7 @@ impl EventStore {
             let last_error = match attempt(&settings, deadline).await {
                 Ok(client) => {
                     tracing::info!(elapsed = ?started.elapsed(), "connected to the event store");
-                    return Ok(Self { client });
+                    return Ok(Self::from_client(client));
                 }
                 Err(error) => error,
             };
@@ -241,7 +251,127 @@ impl EventStore {
 
     /// Wraps a client that is already known to reach a server.
     pub fn from_client(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            owner_role: None,
+        }
+    }
+
+    /// This store (sharing its connection), making every stream it creates private to `role`, a user group of
+    /// the store: before an append that creates a stream (expected revision `NoStream`, which is also how a
+    /// [`crate::Repository`] saves a new aggregate) it writes the stream's `$acl` (see
+    /// [`EventStore::claim_stream`]). Without an owner role, streams are created without metadata.
+    pub fn with_owner_role(mut self, role: impl Into<String>) -> Self {
+        self.owner_role = Some(Arc::from(role.into()));
+        self
+    }
+
+    /// The role the streams this store creates are private to, if any.
+    pub fn owner_role(&self) -> Option<&str> {
+        self.owner_role.as_deref()
+    }
+
+    /// Makes `stream` private to the owner role: its metadata gets
+    /// `$acl: {$w, $d, $mw: [role], $r, $mr: "$all"}` — only the role writes, deletes or changes the metadata,
+    /// anyone may read. The rest of any existing metadata is kept. Does nothing without an owner role.
+    ///
+    /// Idempotent: a stream whose ACL is already this one is left alone, and the first write has an id derived
+    /// from the stream and the role, so a retry after an unknown outcome is recognised by the store. A stream
+    /// need not exist yet (its metadata can precede it), which is how creating appends use it; fixed streams
+    /// that a service appends to with `ExpectedRevision::Any` are claimed once at start-up.
+    pub async fn claim_stream(&self, stream: &str) -> Result<(), StoreError> {
+        let Some(role) = self.owner_role.as_deref() else {
+            return Ok(());
+        };
+        let metadata_stream = format!("$${stream}");
+        // Most streams are claimed as they are created, before they have any metadata: then one write does it.
+        let mut first = Map::new();
+        first.insert("$acl".to_owned(), owner_acl(role));
+        let id = deterministic_event_id(&metadata_stream, &format!("owner/{role}"));
+        match self
+            .write_metadata(&metadata_stream, ExpectedRevision::NoStream, &first, id)
+            .await
+        {
+            Err(error) if error.is_wrong_expected_version() => {}
+            written => return written,
+        }
+        let mut attempts = 0;
+        loop {
+            // The stream has metadata already: keep what else it says, and set the ACL unless it is this one.
+            let (revision, mut metadata) = self.read_metadata(&metadata_stream).await?;
+            if metadata
+                .get("$acl")
+                .is_some_and(|acl| is_owner_acl(acl, role))
+            {
+                return Ok(());
+            }
+            metadata.insert("$acl".to_owned(), owner_acl(role));
+            let (expected, step) = match revision {
+                Some(revision) => (
+                    ExpectedRevision::Exact(revision),
+                    format!("owner/{role}/after/{revision}"),
+                ),
+                None => (ExpectedRevision::NoStream, format!("owner/{role}")),
+            };
+            let id = deterministic_event_id(&metadata_stream, &step);
+            attempts += 1;
+            match self
+                .write_metadata(&metadata_stream, expected, &metadata, id)
+                .await
+            {
+                Err(error) if error.is_wrong_expected_version() && attempts < CLAIM_ATTEMPTS => {}
+                written => return written,
+            }
+        }
+    }
+
+    async fn write_metadata(
+        &self,
+        metadata_stream: &str,
+        expected: ExpectedRevision,
+        metadata: &Map<String, Value>,
+        id: Uuid,
+    ) -> Result<(), StoreError> {
+        let data = EventData::json("$metadata", metadata)
+            .map_err(|source| StoreError::Unencodable {
+                event_type: "$metadata".to_owned(),
+                source,
+            })?
+            .id(id);
+        let options = AppendToStreamOptions::default().expected_revision(expected);
+        self.client
+            .append_to_stream(metadata_stream, &options, data)
+            .await
+            .map_err(|error| StoreError::from_client(metadata_stream, error))?;
+        Ok(())
+    }
+
+    /// The revision and body of the last event of a `$$` stream; no revision when it has none. A body that is
+    /// not a JSON object reads as empty (the store cannot honour it either).
+    async fn read_metadata(
+        &self,
+        metadata_stream: &str,
+    ) -> Result<(Option<u64>, Map<String, Value>), StoreError> {
+        let options = ReadStreamOptions::default()
+            .position(StreamPosition::End)
+            .backwards()
+            .max_count(1);
+        let last = match self.client.read_stream(metadata_stream, &options).await {
+            Ok(mut read) => read.next().await,
+            Err(error) => Err(error),
+        };
+        match last {
+            Ok(Some(resolved)) => {
+                let event = resolved.get_original_event();
+                let body = match serde_json::from_slice(&event.data) {
+                    Ok(Value::Object(body)) => body,
+                    _ => Map::new(),
+                };
+                Ok((Some(event.revision), body))
+            }
+            Ok(None) | Err(eventstore::Error::ResourceNotFound) => Ok((None, Map::new())),
+            Err(error) => Err(StoreError::from_client(metadata_stream, error)),
+        }
     }
 
     /// The official client, for what this type does not wrap (subscriptions, projections, stream metadata).
@@ -257,6 +387,10 @@ impl EventStore {
         events: &[NewEvent<E>],
     ) -> Result<Appended, StoreError> {
         let data = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        // The ACL goes first, so the stream is never writable by others, not even for a moment.
+        if matches!(expected, ExpectedRevision::NoStream) {
+            self.claim_stream(stream).await?;
+        }
         let options = AppendToStreamOptions::default().expected_revision(expected);
         let result = self
             .client
@@ -383,6 +517,23 @@ async fn any_node_accepts(settings: &ClientSettings, limit: Duration) -> bool {
         }
     }
     false
+}
+
+/// The `$acl` of a stream private to `role`.
+fn owner_acl(role: &str) -> Value {
+    json!({ "$w": [role], "$d": [role], "$mw": [role], "$r": "$all", "$mr": "$all" })
+}
+
+/// Whether `acl` grants what [`owner_acl`] grants, however its roles are spelled (a role alone or a list).
+fn is_owner_acl(acl: &Value, role: &str) -> bool {
+    let roles = |key: &str| match acl.get(key) {
+        Some(Value::String(one)) => vec![one.as_str()],
+        Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    ["$w", "$d", "$mw"].iter().all(|key| roles(key) == [role])
+        && ["$r", "$mr"].iter().all(|key| roles(key) == ["$all"])
+        && acl.as_object().is_some_and(|acl| acl.len() == 5)
 }
 
 fn encode<E: DomainEvent>(new: &NewEvent<E>) -> Result<EventData, StoreError> {

@@ -56,6 +56,12 @@ pub struct Config {
     /// The largest inbound payment accepted, in pence.
     #[arg(long, env = "MAX_PAYMENT_AMOUNT", default_value_t = DEFAULT_MAX_AMOUNT.pence())]
     pub max_amount: i64,
+
+    /// The store role (user group) this service's streams are private to: the streams it creates get an `$acl`
+    /// that lets only this role write them (see infrastructure's `EventStore::with_owner_role`). Unset: streams
+    /// are created without an ACL, as on an insecure store.
+    #[arg(long, env = "PAYMENTS_OWNER_ROLE")]
+    pub owner_role: Option<String>,
 }
 
 impl Config {
@@ -68,6 +74,7 @@ impl Config {
             data_dir: data_dir.into(),
             simulator_url: None,
             max_amount: DEFAULT_MAX_AMOUNT.pence(),
+            owner_role: None,
         }
     }
 }
@@ -79,11 +86,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let store = config
+    let mut store = config
         .eventstore
         .connect()
         .await
         .context("connecting to the event store")?;
+    if let Some(role) = &config.owner_role {
+        store = store.with_owner_role(role);
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let read_models = ReadModelStore::open(config.data_dir.join("payments.redb"))

@@ -57,6 +57,12 @@ pub struct Config {
     /// A snapshot of the sanctioned-names list is written every this many events.
     #[arg(long, env = "SNAPSHOT_EVERY", default_value_t = 50)]
     pub snapshot_every: u64,
+
+    /// The store role (user group) this service's streams are private to: the streams it creates get an `$acl`
+    /// that lets only this role write them (see infrastructure's `EventStore::with_owner_role`). Unset: streams
+    /// are created without an ACL, as on an insecure store.
+    #[arg(long, env = "SANCTIONS_OWNER_ROLE")]
+    pub owner_role: Option<String>,
 }
 
 impl Config {
@@ -69,6 +75,7 @@ impl Config {
             data_dir: data_dir.into(),
             match_threshold: matching::DEFAULT_THRESHOLD,
             snapshot_every: 50,
+            owner_role: None,
         }
     }
 }
@@ -86,11 +93,20 @@ pub async fn run(
             config.match_threshold
         );
     }
-    let store = config
+    let mut store = config
         .eventstore
         .connect()
         .await
         .context("connecting to the event store")?;
+    if let Some(role) = &config.owner_role {
+        store = store.with_owner_role(role);
+        // The list is appended to with the revision the repository loaded, but it may have been created by
+        // the seeder: claim it (again) here rather than only when this service creates it.
+        store
+            .claim_stream(events::streams::SANCTIONED_NAMES)
+            .await
+            .context("making the sanctioned-names stream private")?;
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let read_models = ReadModelStore::open(config.data_dir.join("sanctions.redb"))

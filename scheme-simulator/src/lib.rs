@@ -101,6 +101,12 @@ pub struct Config {
     /// The highest rate `POST /load` accepts, payments per second.
     #[arg(long, env = "SIMULATOR_MAX_LOAD_RATE", default_value_t = 20_000)]
     pub max_load_rate: u32,
+
+    /// The store role (user group) the simulator's `scheme-*` streams are private to: the streams it creates get an `$acl`
+    /// that lets only this role write them (see infrastructure's `EventStore::with_owner_role`). Unset: streams
+    /// are created without an ACL, as on an insecure store.
+    #[arg(long, env = "SIMULATOR_OWNER_ROLE")]
+    pub owner_role: Option<String>,
 }
 
 impl Config {
@@ -117,6 +123,7 @@ impl Config {
             batch_size: 500,
             max_load_duration: Duration::from_secs(600),
             max_load_rate: 20_000,
+            owner_role: None,
         }
     }
 }
@@ -141,11 +148,21 @@ pub async fn run(
     use anyhow::Context as _;
 
     anyhow::ensure!(config.batch_size > 0, "--batch-size must be at least 1");
-    let store = config
+    let mut store = config
         .eventstore
         .connect()
         .await
         .context("connecting to the event store")?;
+    if let Some(role) = &config.owner_role {
+        store = store.with_owner_role(role);
+        // The record's fixed streams are appended to with `Any`: claimed here, once.
+        for stream in [record::SUBMISSIONS_STREAM, record::RETURNS_STREAM] {
+            store
+                .claim_stream(stream)
+                .await
+                .with_context(|| format!("making {stream} private"))?;
+        }
+    }
     let bank = bank::Bank::new(
         &config.bank_url,
         &config.accounts_url,

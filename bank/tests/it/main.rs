@@ -2,3 +2,4 @@
 
 mod compose;
 mod pipeline;
+mod security;

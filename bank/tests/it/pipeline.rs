@@ -15,6 +15,7 @@ fn options(store: StoreChoice, replicas: usize) -> BankOptions {
         replicas,
         ports: Ports::ANY,
         seed: None,
+        secure: false,
     }
 }
 
@@ -24,7 +25,7 @@ fn options(store: StoreChoice, replicas: usize) -> BankOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_branch_ends_as_a_bank_would_and_money_is_conserved() -> anyhow::Result<()> {
     assert!(
-        bank::demo::run().await?,
+        bank::demo::run(false).await?,
         "the demo's outcomes and money conservation hold"
     );
     Ok(())

@@ -21,6 +21,7 @@ fn small_plan() -> SeedPlan {
             "GOLDEN CRESCENT CO".to_owned(),
         ],
         concurrency: 8,
+        users: Vec::new(),
     }
 }
 

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod http;
+mod ownership;
 mod projector;
 mod repository;
 mod store;
