@@ -157,7 +157,13 @@ pub struct Projector<M> {
     model: Option<M>,
     options: ProjectorOptions,
     progress: ProjectorProgress,
+    last_durable: std::time::Instant,
 }
+
+/// Read-model commits are fsynced at most this often. The model and its checkpoint share every transaction, so
+/// a crash loses both together and the projector resumes from the older checkpoint: never an event applied
+/// twice, never one skipped. A clean stop makes everything durable.
+const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 impl<M: ReadModel> Projector<M> {
     /// A projector called `name` (its checkpoint's key: keep it stable across releases).
@@ -176,6 +182,7 @@ impl<M: ReadModel> Projector<M> {
             model: Some(model),
             options: ProjectorOptions::default(),
             progress: ProjectorProgress::new(),
+            last_durable: std::time::Instant::now(),
         }
     }
 
@@ -196,12 +203,24 @@ impl<M: ReadModel> Projector<M> {
     /// Projects until `shutdown` is cancelled (then `Ok`), reconnecting with back-off when the subscription
     /// drops. Returns an error only for what retrying cannot fix: an unreadable event, a read model that
     /// refuses an event, a failing database.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ProjectorError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ProjectorError> {
         let span = tracing::info_span!("projector", name = %self.name);
-        self.run_inner(shutdown).instrument(span).await
+        let result = self.run_inner(shutdown).instrument(span).await;
+        // An empty durable commit makes every earlier non-durable one durable.
+        let flushed = self
+            .blocking(|_, database| {
+                database
+                    .begin_write()
+                    .map_err(redb::Error::from)?
+                    .commit()
+                    .map_err(redb::Error::from)?;
+                Ok(())
+            })
+            .await;
+        result.and(flushed)
     }
 
-    async fn run_inner(mut self, shutdown: CancellationToken) -> Result<(), ProjectorError> {
+    async fn run_inner(&mut self, shutdown: CancellationToken) -> Result<(), ProjectorError> {
         let mut checkpoint = self.read_models.checkpoint(&self.name)?;
         if let Some(checkpoint) = checkpoint {
             self.progress
@@ -362,8 +381,14 @@ impl<M: ReadModel> Projector<M> {
     /// fsync).
     async fn commit(&mut self, batch: Batch<M::Event>) -> Result<(), ProjectorError> {
         let name = self.name.clone();
+        let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
         self.blocking(move |model, database| {
-            let transaction = database.begin_write().map_err(redb::Error::from)?;
+            let mut transaction = database.begin_write().map_err(redb::Error::from)?;
+            if !durable {
+                transaction
+                    .set_durability(redb::Durability::None)
+                    .map_err(redb::Error::from)?;
+            }
             for event in &batch.events {
                 model
                     .apply(&transaction, event)
@@ -377,7 +402,11 @@ impl<M: ReadModel> Projector<M> {
             transaction.commit().map_err(redb::Error::from)?;
             Ok(())
         })
-        .await
+        .await?;
+        if durable {
+            self.last_durable = std::time::Instant::now();
+        }
+        Ok(())
     }
 
     /// Runs `work` with the model and the database on the blocking pool.
