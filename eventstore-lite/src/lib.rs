@@ -5,6 +5,7 @@
 //! - `grpc`: the generated protocol types and the gRPC services.
 //! - `http`: `/health/live`, `/info`, `/stats`, `/metrics`.
 //! - `persistent`: persistent subscription groups (competing consumers).
+//! - [`projections`]: the JavaScript projection engine.
 //! - `auth`: Basic authentication and stream ACLs; `users`: user accounts stored in `$user-…` streams.
 //! - `server`: listener, TLS, routing, graceful shutdown.
 //! - [`bench`]: the load tool behind `eventstore-lite bench`.
@@ -15,6 +16,7 @@ pub mod config;
 mod grpc;
 mod http;
 mod persistent;
+pub mod projections;
 mod server;
 pub mod storage;
 mod users;

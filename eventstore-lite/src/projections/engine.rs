@@ -1,0 +1,431 @@
+//! One JavaScript projection: EventStoreDB's projection language (`prelude.js`) and the user's query in an
+//! embedded QuickJS runtime (rquickjs), with a memory limit and a time limit per call, so a runaway or greedy
+//! projection faults with a message instead of hurting the server.
+//!
+//! The runtime is not `Send`: a projection lives on the thread that created it.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rquickjs::{Context, Function, Runtime};
+use serde::{Deserialize, Serialize};
+
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// Limits a projection runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    /// For compiling the query and for each event.
+    pub time_per_call: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 * 1024 * 1024,
+            time_per_call: Duration::from_millis(250),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectionError {
+    /// The query or a handler threw; the message carries the JavaScript error and, when known, its position.
+    #[error("{0}")]
+    Script(String),
+    #[error("the projection ran longer than {0:?} on one call and was stopped")]
+    TimedOut(Duration),
+    #[error("the projection used more than {0} bytes of memory and was stopped")]
+    OutOfMemory(usize),
+    #[error("the JavaScript engine failed: {0}")]
+    Engine(String),
+}
+
+/// What the query reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Sources {
+    pub all: bool,
+    pub streams: Vec<String>,
+    pub categories: Vec<String>,
+}
+
+/// What the query declares, read once after compiling it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Definition {
+    pub sources: Sources,
+    /// Named handlers (without `$init`, `$any`, …).
+    pub event_types: Vec<String>,
+    pub handles_any: bool,
+    pub handles_deleted: bool,
+    pub partitioned: bool,
+    pub by_stream: bool,
+    pub output_state: bool,
+    pub result_stream: Option<String>,
+    #[serde(default)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Definition {
+    /// Whether events of this type reach a handler.
+    pub fn handles(&self, event_type: &str) -> bool {
+        self.handles_any
+            || self.event_types.iter().any(|t| t == event_type)
+            || (event_type == "$streamDeleted" && self.handles_deleted)
+    }
+
+    pub fn includes_links(&self) -> bool {
+        self.options
+            .get("$includeLinks")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
+/// An event as a projection sees it (EventStoreDB's event object, before parsing).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventInput {
+    pub stream_id: String,
+    pub sequence_number: u64,
+    pub event_type: String,
+    pub event_id: String,
+    pub category: String,
+    pub is_json: bool,
+    pub body_raw: String,
+    pub metadata_raw: String,
+    pub link_metadata_raw: String,
+}
+
+/// An event a handler emitted (`emit`, `linkTo`, `copyTo`, `linkStreamTo`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Emitted {
+    pub stream: String,
+    pub event_type: String,
+    pub body: String,
+    pub metadata: Option<String>,
+    pub is_json: bool,
+}
+
+/// What processing one event did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Processed {
+    pub handled: bool,
+    #[serde(default)]
+    pub partition: String,
+    #[serde(default)]
+    pub emitted: Vec<Emitted>,
+}
+
+/// A compiled projection with its state.
+pub struct Projection {
+    // The context must drop before the runtime.
+    context: Context,
+    _runtime: Runtime,
+    deadline: Rc<Cell<Option<Instant>>>,
+    limits: Limits,
+    definition: Definition,
+}
+
+impl Projection {
+    /// Compiles `query`; a syntax error or an exception while defining it is a `Script` error.
+    pub fn compile(query: &str, limits: Limits) -> Result<Self, ProjectionError> {
+        let runtime = Runtime::new().map_err(|e| ProjectionError::Engine(e.to_string()))?;
+        runtime.set_memory_limit(limits.memory_bytes);
+        runtime.set_max_stack_size(1024 * 1024);
+        let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
+        let watched = deadline.clone();
+        runtime.set_interrupt_handler(Some(Box::new(move || {
+            watched.get().is_some_and(|d| Instant::now() > d)
+        })));
+        let context =
+            Context::full(&runtime).map_err(|e| ProjectionError::Engine(e.to_string()))?;
+        let mut projection = Projection {
+            context,
+            _runtime: runtime,
+            deadline,
+            limits,
+            definition: Definition::default(),
+        };
+        projection.call_script(PRELUDE)?;
+        projection.call_script(query)?;
+        let description = projection.call("__describe", None)?.unwrap_or_default();
+        projection.definition = serde_json::from_str(&description)
+            .map_err(|e| ProjectionError::Engine(format!("unreadable definition: {e}")))?;
+        Ok(projection)
+    }
+
+    pub fn definition(&self) -> &Definition {
+        &self.definition
+    }
+
+    /// Runs the handler for one event (nothing when no handler matches).
+    pub fn process(&self, event: &EventInput) -> Result<Processed, ProjectionError> {
+        let input =
+            serde_json::to_string(event).map_err(|e| ProjectionError::Engine(e.to_string()))?;
+        let output = self
+            .call("__process", Some(&[input.as_str()]))?
+            .unwrap_or_default();
+        serde_json::from_str(&output)
+            .map_err(|e| ProjectionError::Engine(format!("unreadable outcome: {e}")))
+    }
+
+    /// The state of a partition (`""` when not partitioned), as JSON.
+    pub fn state(&self, partition: &str) -> Result<Option<String>, ProjectionError> {
+        self.call("__state", Some(&[partition]))
+    }
+
+    /// The result of a partition: its state through `transformBy` / `filterBy`.
+    pub fn result(&self, partition: &str) -> Result<Option<String>, ProjectionError> {
+        self.call("__result", Some(&[partition]))
+    }
+
+    /// Puts back a partition's state from a checkpoint.
+    pub fn restore(&self, partition: &str, state_json: &str) -> Result<(), ProjectionError> {
+        self.call("__restore", Some(&[partition, state_json]))
+            .map(|_| ())
+    }
+
+    pub fn partitions(&self) -> Result<Vec<String>, ProjectionError> {
+        let json = self
+            .call("__partitions", None)?
+            .unwrap_or_else(|| "[]".to_owned());
+        serde_json::from_str(&json).map_err(|e| ProjectionError::Engine(e.to_string()))
+    }
+
+    fn arm(&self) {
+        self.deadline
+            .set(Some(Instant::now() + self.limits.time_per_call));
+    }
+
+    fn call_script(&self, source: &str) -> Result<(), ProjectionError> {
+        self.arm();
+        let result = self.context.with(|ctx| match ctx.eval::<(), _>(source) {
+            Ok(()) => Ok(()),
+            Err(rquickjs::Error::Exception) => Err(self.exception(&ctx)),
+            Err(e) => Err(self.engine_error(e)),
+        });
+        self.deadline.set(None);
+        result
+    }
+
+    /// Calls a prelude function with string arguments; it returns a string or null.
+    fn call(&self, name: &str, args: Option<&[&str]>) -> Result<Option<String>, ProjectionError> {
+        self.arm();
+        let result = self.context.with(|ctx| {
+            let function: Function = ctx.globals().get(name).map_err(|e| self.engine_error(e))?;
+            let args: Vec<String> = args
+                .unwrap_or_default()
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect();
+            let outcome = match args.as_slice() {
+                [] => function.call::<_, Option<String>>(()),
+                [a] => function.call::<_, Option<String>>((a.as_str(),)),
+                [a, b, ..] => function.call::<_, Option<String>>((a.as_str(), b.as_str())),
+            };
+            match outcome {
+                Ok(value) => Ok(value),
+                Err(rquickjs::Error::Exception) => Err(self.exception(&ctx)),
+                Err(e) => Err(self.engine_error(e)),
+            }
+        });
+        self.deadline.set(None);
+        result
+    }
+
+    fn timed_out(&self) -> bool {
+        self.deadline.get().is_some_and(|d| Instant::now() > d)
+    }
+
+    fn engine_error(&self, error: rquickjs::Error) -> ProjectionError {
+        let text = error.to_string();
+        if self.timed_out() {
+            ProjectionError::TimedOut(self.limits.time_per_call)
+        } else if text.contains("out of memory") || matches!(error, rquickjs::Error::Allocation) {
+            ProjectionError::OutOfMemory(self.limits.memory_bytes)
+        } else {
+            ProjectionError::Engine(text)
+        }
+    }
+
+    fn exception(&self, ctx: &rquickjs::Ctx<'_>) -> ProjectionError {
+        if self.timed_out() {
+            return ProjectionError::TimedOut(self.limits.time_per_call);
+        }
+        let value = ctx.catch();
+        if let Some(exception) = value.as_exception() {
+            let message = exception.message().unwrap_or_default();
+            if message.contains("out of memory") {
+                return ProjectionError::OutOfMemory(self.limits.memory_bytes);
+            }
+            let stack = exception.stack().unwrap_or_default();
+            let position = stack
+                .lines()
+                .find(|l| l.contains("eval_script"))
+                .map(str::trim)
+                .unwrap_or_default();
+            return ProjectionError::Script(if position.is_empty() {
+                message
+            } else {
+                format!("{message} ({position})")
+            });
+        }
+        let text: Option<String> = value.as_string().and_then(|s| s.to_string().ok());
+        ProjectionError::Script(
+            text.unwrap_or_else(|| "the projection threw a non-Error value".to_owned()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(stream: &str, n: u64, event_type: &str, body: &str) -> EventInput {
+        EventInput {
+            stream_id: stream.into(),
+            sequence_number: n,
+            event_type: event_type.into(),
+            event_id: format!("00000000-0000-0000-0000-{n:012}"),
+            category: stream.split('-').next().unwrap_or_default().into(),
+            is_json: true,
+            body_raw: body.into(),
+            metadata_raw: "{\"$correlationId\":\"c1\"}".into(),
+            link_metadata_raw: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_counting_projection_declares_its_sources_and_keeps_state() {
+        let p = Projection::compile(
+            "fromAll().when({ $init: function(){ return { count: 0, total: 0 }; },
+                              FundsDeposited: function(s, e){ s.count += 1; s.total += e.body.amount; } })",
+            Limits::default(),
+        )
+        .expect("compiles");
+        assert!(p.definition().sources.all);
+        assert_eq!(p.definition().event_types, ["FundsDeposited"]);
+        assert!(!p.definition().handles("FundsWithdrawn"));
+        for n in 0..3 {
+            assert!(
+                p.process(&event("account-1", n, "FundsDeposited", "{\"amount\":5}"))
+                    .expect("runs")
+                    .handled
+            );
+        }
+        assert!(
+            !p.process(&event("account-1", 3, "FundsWithdrawn", "{\"amount\":5}"))
+                .expect("runs")
+                .handled
+        );
+        assert_eq!(
+            p.state("").expect("state").as_deref(),
+            Some("{\"count\":3,\"total\":15}")
+        );
+    }
+
+    #[test]
+    fn partitions_transforms_and_emits() {
+        let p = Projection::compile(
+            "options({ resultStreamName: 'r' });
+             fromCategory('account').partitionBy(function(e){ return e.body.region; })
+               .when({ $any: function(s, e){ s.n = (s.n || 0) + 1; if (s.n == 2) emit('alerts', 'Twice', { region: e.partition }); linkTo('all-seen', e); } })
+               .transformBy(function(s){ return { doubled: s.n * 2 }; })",
+            Limits::default(),
+        )
+        .expect("compiles");
+        assert_eq!(p.definition().sources.categories, ["account"]);
+        assert!(p.definition().partitioned);
+        let first = p
+            .process(&event("account-1", 0, "X", "{\"region\":\"north\"}"))
+            .expect("runs");
+        assert_eq!(first.partition, "north");
+        assert_eq!(first.emitted.len(), 1);
+        assert_eq!(first.emitted[0].event_type, "$>");
+        assert_eq!(first.emitted[0].body, "0@account-1");
+        let second = p
+            .process(&event("account-2", 0, "X", "{\"region\":\"north\"}"))
+            .expect("runs");
+        assert_eq!(second.emitted[0].stream, "alerts");
+        assert_eq!(second.emitted[0].body, "{\"region\":\"north\"}");
+        p.process(&event("account-3", 0, "X", "{\"region\":\"south\"}"))
+            .expect("runs");
+        assert_eq!(
+            p.result("north").expect("result").as_deref(),
+            Some("{\"doubled\":4}")
+        );
+        let mut partitions = p.partitions().expect("partitions");
+        partitions.sort();
+        assert_eq!(partitions, ["north", "south"]);
+        p.restore("west", "{\"n\":10}").expect("restores");
+        assert_eq!(
+            p.result("west").expect("result").as_deref(),
+            Some("{\"doubled\":20}")
+        );
+    }
+
+    #[test]
+    fn errors_runaways_and_greedy_projections_fault_with_a_message() {
+        let syntax = Projection::compile("fromAll().when({", Limits::default())
+            .err()
+            .expect("a syntax error");
+        assert!(matches!(syntax, ProjectionError::Script(_)), "{syntax:?}");
+        let bad_option = Projection::compile("options({ nope: 1 }); fromAll()", Limits::default())
+            .err()
+            .expect("refused");
+        assert!(
+            bad_option.to_string().contains("Unknown option 'nope'"),
+            "{bad_option}"
+        );
+
+        let throws = Projection::compile(
+            "fromAll().when({ $any: function(s, e){ throw new Error('boom ' + e.sequenceNumber); } })",
+            Limits::default(),
+        )
+        .expect("compiles");
+        let error = throws
+            .process(&event("a-1", 7, "X", "{}"))
+            .err()
+            .expect("faults");
+        assert!(error.to_string().contains("boom 7"), "{error}");
+
+        let limits = Limits {
+            time_per_call: Duration::from_millis(50),
+            ..Limits::default()
+        };
+        let spins = Projection::compile(
+            "fromAll().when({ $any: function(){ while (true) {} } })",
+            limits,
+        )
+        .expect("compiles");
+        assert_eq!(
+            spins.process(&event("a-1", 0, "X", "{}")).err(),
+            Some(ProjectionError::TimedOut(limits.time_per_call))
+        );
+
+        let limits = Limits {
+            memory_bytes: 8 * 1024 * 1024,
+            ..Limits::default()
+        };
+        let greedy = Projection::compile(
+            "fromAll().when({ $any: function(s){ s.a = []; for (;;) { s.a.push(new Array(1000).fill('x')); } } })",
+            limits,
+        )
+        .expect("compiles");
+        let error = greedy
+            .process(&event("a-1", 0, "X", "{}"))
+            .err()
+            .expect("stopped");
+        assert!(
+            matches!(
+                error,
+                ProjectionError::OutOfMemory(_) | ProjectionError::TimedOut(_)
+            ),
+            "a greedy projection is stopped: {error:?}"
+        );
+    }
+}
