@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "streams.proto",
         "persistent.proto",
+        "projections.proto",
         "serverfeatures.proto",
         "gossip.proto",
     ];

@@ -59,7 +59,7 @@ async fn info(State(state): State<HttpState>) -> Json<serde_json::Value> {
         "server": "eventstore-lite",
         "state": "leader",
         "authentication": { "type": if state.secure { "basic" } else { "insecure" } },
-        "features": { "projections": false, "userManagement": false, "atomPub": false },
+        "features": { "projections": true, "userManagement": true, "atomPub": false },
     }))
 }
 

@@ -24,13 +24,16 @@ use tower::ServiceExt;
 use crate::auth::{Principal, Users};
 use crate::grpc::features::{FeaturesService, GossipService};
 use crate::grpc::persistent::PersistentService;
+use crate::grpc::projections::ProjectionsService;
 use crate::grpc::proto::gossip::gossip_server::GossipServer;
 use crate::grpc::proto::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer;
+use crate::grpc::proto::projections::projections_server::ProjectionsServer;
 use crate::grpc::proto::server_features::server_features_server::ServerFeaturesServer;
 use crate::grpc::proto::streams::streams_server::StreamsServer;
 use crate::grpc::streams::StreamsService;
 use crate::http::{self, HttpState};
 use crate::persistent::Subsystem;
+use crate::projections::subsystem::Subsystem as ProjectionSubsystem;
 use crate::storage::{Store, StoreOptions, MAX_APPEND_SIZE};
 use crate::{ServerConfig, StorageLocation};
 
@@ -49,6 +52,7 @@ pub struct RunningServer {
     connections: TaskTracker,
     accept_loop: tokio::task::JoinHandle<()>,
     subsystem: Arc<Subsystem>,
+    projections: Arc<ProjectionSubsystem>,
     store: Store,
 }
 
@@ -74,6 +78,7 @@ impl RunningServer {
     /// Stops accepting, ends open streams, waits for connections to drain, then flushes and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.subsystem.shutdown().await;
+        self.projections.shutdown().await;
         self.stop_serving().await;
         self.store.close().await;
         Ok(())
@@ -81,6 +86,7 @@ impl RunningServer {
 
     /// Simulates a crash: stops serving at once and closes the store without its final index checkpoint.
     pub async fn crash(self) {
+        self.projections.halt().await;
         self.accept_loop.abort();
         self.shutdown.cancel();
         self.connections.close();
@@ -148,6 +154,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .await
             .context("cannot start the persistent subscriptions")?,
     );
+    let projections = Arc::new(
+        ProjectionSubsystem::start(store.clone())
+            .await
+            .context("cannot start the projections")?,
+    );
     let streams = StreamsService::new(store.clone(), shutdown.clone());
     let live_subscriptions = streams.live_subscriptions.clone();
     let grpc = tonic::service::Routes::new(
@@ -157,6 +168,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     )
     .add_service(PersistentSubscriptionsServer::new(PersistentService::new(
         subsystem.clone(),
+    )))
+    .add_service(ProjectionsServer::new(ProjectionsService::new(
+        projections.clone(),
     )))
     .add_service(ServerFeaturesServer::new(FeaturesService))
     .add_service(GossipServer::new(GossipService {
@@ -202,6 +216,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         connections,
         accept_loop,
         subsystem,
+        projections,
         store,
     })
 }

@@ -67,6 +67,28 @@ const METHODS: &[(&str, &str, &[&str])] = &[
         "restartsubsystem",
         &[],
     ),
+    (
+        "event_store.client.projections.projections",
+        "create",
+        &["track_emitted_streams"],
+    ),
+    ("event_store.client.projections.projections", "update", &[]),
+    ("event_store.client.projections.projections", "delete", &[]),
+    (
+        "event_store.client.projections.projections",
+        "statistics",
+        &[],
+    ),
+    ("event_store.client.projections.projections", "disable", &[]),
+    ("event_store.client.projections.projections", "enable", &[]),
+    ("event_store.client.projections.projections", "reset", &[]),
+    ("event_store.client.projections.projections", "state", &[]),
+    ("event_store.client.projections.projections", "result", &[]),
+    (
+        "event_store.client.projections.projections",
+        "restartsubsystem",
+        &[],
+    ),
     ("event_store.client.gossip.gossip", "read", &[]),
     (
         "event_store.client.server_features.serverfeatures",

@@ -6,6 +6,7 @@
 
 pub mod features;
 pub mod persistent;
+pub mod projections;
 pub mod streams;
 pub mod wire;
 
@@ -32,6 +33,9 @@ pub mod proto {
             }
             pub mod persistent_subscriptions {
                 tonic::include_proto!("event_store.client.persistent_subscriptions");
+            }
+            pub mod projections {
+                tonic::include_proto!("event_store.client.projections");
             }
             pub mod server_features {
                 tonic::include_proto!("event_store.client.server_features");

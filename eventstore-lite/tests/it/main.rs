@@ -10,6 +10,7 @@ mod http_endpoints;
 mod metadata;
 mod persistent;
 mod projections;
+mod projections_js;
 mod read;
 mod security;
 mod server_features;

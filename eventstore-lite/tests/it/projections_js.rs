@@ -1,0 +1,738 @@
+//! User-defined JavaScript projections through the official client's `ProjectionClient`: lifecycle (create,
+//! statistics, state / result, disable / abort / enable, reset, update, delete), partitioned state, emit with
+//! emit disabled (faults) and enabled, a faulting projection beside healthy ones, and a durable projection resuming
+//! from its checkpoint after a restart without emitting anything twice.
+
+use std::path::Path;
+use std::time::Duration;
+
+use eventstore::{
+    Client, CreateProjectionOptions, DeleteProjectionOptions, GenericProjectionOptions,
+    GetResultProjectionOptions, GetStateProjectionOptions, ProjectionClient, ProjectionStatus,
+    UpdateProjectionOptions,
+};
+use eventstore_lite::ServerConfig;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn projections_for(app: &TestApp) -> ProjectionClient {
+    let settings = quick_to_connect(&app.server.connection_string())
+        .parse()
+        .expect("the connection string parses");
+    ProjectionClient::new(settings)
+}
+
+async fn append(client: &Client, stream: &str, event_type: &str, bodies: &[Value]) {
+    let events: Vec<_> = bodies
+        .iter()
+        .map(|b| {
+            eventstore::EventData::json(event_type, b)
+                .expect("JSON")
+                .id(uuid::Uuid::new_v4())
+        })
+        .collect();
+    within(
+        "an append",
+        client.append_to_stream(stream, &Default::default(), events),
+    )
+    .await
+    .expect("the append succeeds");
+}
+
+async fn status(projections: &ProjectionClient, name: &str) -> ProjectionStatus {
+    within(
+        "statistics",
+        projections.get_status(name, &GenericProjectionOptions::default()),
+    )
+    .await
+    .expect("statistics succeed")
+    .expect("the projection is listed")
+}
+
+async fn state(projections: &ProjectionClient, name: &str, partition: &str) -> Value {
+    within(
+        "state",
+        projections.get_state::<_, Value>(
+            name,
+            &GetStateProjectionOptions::default().partition(partition),
+        ),
+    )
+    .await
+    .expect("the state call succeeds")
+    .expect("the state is JSON")
+}
+
+async fn result(projections: &ProjectionClient, name: &str, partition: &str) -> Value {
+    within(
+        "result",
+        projections.get_result::<_, Value>(
+            name,
+            &GetResultProjectionOptions::default().partition(partition),
+        ),
+    )
+    .await
+    .expect("the result call succeeds")
+    .expect("the result is JSON")
+}
+
+async fn wait_for_state(projections: &ProjectionClient, name: &str, partition: &str, want: Value) {
+    let want = &want;
+    wait_until(
+        WAIT,
+        &format!("{name}[{partition}] is {want}"),
+        || async move { &state(projections, name, partition).await == want },
+    )
+    .await;
+}
+
+async fn wait_for_status(
+    projections: &ProjectionClient,
+    name: &str,
+    want: &str,
+) -> ProjectionStatus {
+    wait_until(WAIT, &format!("{name} is {want}"), || async move {
+        status(projections, name).await.status == want
+    })
+    .await;
+    status(projections, name).await
+}
+
+async fn create(projections: &ProjectionClient, name: &str, query: &str, emit: bool) {
+    within(
+        "create",
+        projections.create(
+            name,
+            query.to_owned(),
+            &CreateProjectionOptions::default().emit(emit),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("creating {name}: {e:?}"));
+}
+
+/// The `(type, body)` of each event of a stream (empty when it does not exist).
+async fn events_in(client: &Client, stream: &str) -> Vec<(String, Value)> {
+    match read_stream(client, stream).await {
+        Ok(events) => events
+            .iter()
+            .map(|e| {
+                let event = original(e);
+                (
+                    event.event_type.clone(),
+                    serde_json::from_slice(&event.data).unwrap_or(Value::Null),
+                )
+            })
+            .collect(),
+        Err(eventstore::Error::ResourceNotFound) => Vec::new(),
+        Err(other) => panic!("reading {stream}: {other:?}"),
+    }
+}
+
+const COUNTER: &str = "fromCategory('account').when({
+    $init: function() { return { count: 0, total: 0 }; },
+    Deposited: function(s, e) { s.count += 1; s.total += e.body.amount; }
+}).transformBy(function(s) { return { average: s.total / s.count }; })";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_projection_counts_and_reports_state_result_and_statistics() {
+    let app = spawn_app().await;
+    let projections = projections_for(&app);
+    append(
+        &app.client,
+        "account-1",
+        "Deposited",
+        &[json!({"amount": 10})],
+    )
+    .await;
+    create(&projections, "counter", COUNTER, false).await;
+    append(
+        &app.client,
+        "account-2",
+        "Deposited",
+        &[json!({"amount": 20}), json!({"amount": 30})],
+    )
+    .await;
+    append(
+        &app.client,
+        "account-2",
+        "Withdrawn",
+        &[json!({"amount": 5})],
+    )
+    .await;
+
+    wait_for_state(
+        &projections,
+        "counter",
+        "",
+        json!({"count": 3.0, "total": 60.0}),
+    )
+    .await;
+    assert_eq!(
+        result(&projections, "counter", "").await,
+        json!({"average": 20.0})
+    );
+
+    let stats = status(&projections, "counter").await;
+    assert_eq!(stats.name, "counter");
+    assert_eq!(stats.effective_name, "counter");
+    assert_eq!(stats.status, "Running");
+    assert_eq!(stats.mode, "Continuous");
+    assert_eq!(stats.version, 0);
+    assert_eq!(stats.epoch, 0);
+    assert_eq!(stats.state_reason, "");
+
+    // The result (outputState through transformBy) is written to the result stream.
+    wait_until(WAIT, "a Result event is written", || async {
+        events_in(&app.client, "$projections-counter-result")
+            .await
+            .last()
+            .is_some_and(|(t, body)| t == "Result" && body == &json!({"average": 20}))
+    })
+    .await;
+    // The definition is stored.
+    let definition = events_in(&app.client, "$projections-counter").await;
+    assert_eq!(definition.len(), 1);
+    assert_eq!(definition[0].0, "$ProjectionUpdated");
+    assert_eq!(definition[0].1["query"], json!(COUNTER));
+
+    // A second create under the same name is refused with EventStoreDB's message.
+    let error = projections
+        .create(
+            "counter",
+            COUNTER.to_owned(),
+            &CreateProjectionOptions::default(),
+        )
+        .await
+        .expect_err("a duplicate is refused");
+    assert!(
+        error
+            .to_string()
+            .contains("Envelope callback expected Updated, received Conflict instead"),
+        "{error:?}"
+    );
+
+    // Unknown projections: not found.
+    let missing = projections
+        .get_state::<_, Value>("nope", &GetStateProjectionOptions::default())
+        .await;
+    assert!(
+        matches!(missing, Err(eventstore::Error::ResourceNotFound)),
+        "{missing:?}"
+    );
+    let list: Vec<String> = {
+        use futures::TryStreamExt;
+        projections
+            .list(&GenericProjectionOptions::default())
+            .await
+            .expect("list")
+            .map_ok(|s| s.name)
+            .try_collect()
+            .await
+            .expect("list items")
+    };
+    assert_eq!(list, ["counter"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_without_state_answers_an_empty_object() {
+    let app = spawn_app().await;
+    let projections = projections_for(&app);
+    create(
+        &projections,
+        "idle",
+        "fromStream('nothing-here').when({ $any: function(s, e) { s.n = 1; } })",
+        false,
+    )
+    .await;
+    wait_for_status(&projections, "idle", "Running").await;
+    assert_eq!(state(&projections, "idle", "").await, json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_projection_keeps_a_state_per_partition() {
+    let app = spawn_app().await;
+    let projections = projections_for(&app);
+    create(
+        &projections,
+        "per-account",
+        "fromCategory('account').foreachStream().when({
+            $init: function() { return { n: 0 }; },
+            $any: function(s, e) { s.n += 1; s.last = e.eventType; }
+        })",
+        false,
+    )
+    .await;
+    append(&app.client, "account-a", "Opened", &[json!({})]).await;
+    append(&app.client, "account-b", "Opened", &[json!({})]).await;
+    append(
+        &app.client,
+        "account-a",
+        "Deposited",
+        &[json!({"amount": 1})],
+    )
+    .await;
+
+    wait_for_state(
+        &projections,
+        "per-account",
+        "account-a",
+        json!({"n": 2.0, "last": "Deposited"}),
+    )
+    .await;
+    wait_for_state(
+        &projections,
+        "per-account",
+        "account-b",
+        json!({"n": 1.0, "last": "Opened"}),
+    )
+    .await;
+
+    create(
+        &projections,
+        "by-region",
+        "fromAll().partitionBy(function(e) { return e.body.region; }).when({
+            $any: function(s, e) { s.n = (s.n || 0) + 1; }
+        })",
+        false,
+    )
+    .await;
+    append(
+        &app.client,
+        "shop-1",
+        "Sold",
+        &[
+            json!({"region": "north"}),
+            json!({"region": "south"}),
+            json!({"region": "north"}),
+        ],
+    )
+    .await;
+    wait_for_state(&projections, "by-region", "north", json!({"n": 2.0})).await;
+    wait_for_state(&projections, "by-region", "south", json!({"n": 1.0})).await;
+}
+
+const ALERTS: &str = "fromCategory('account').when({
+    $init: function() { return { n: 0 }; },
+    Deposited: function(s, e) {
+        s.n += 1;
+        if (e.body.amount >= 100) { emit('alerts', 'BigDeposit', { stream: e.streamId, amount: e.body.amount }); }
+    }
+})";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emitting_faults_without_emit_enabled_and_writes_events_with_it() {
+    let app = spawn_app().await;
+    let projections = projections_for(&app);
+    create(&projections, "no-emit", ALERTS, false).await;
+    append(
+        &app.client,
+        "account-1",
+        "Deposited",
+        &[json!({"amount": 5}), json!({"amount": 500})],
+    )
+    .await;
+    let faulted = wait_for_status(&projections, "no-emit", "Faulted").await;
+    assert!(
+        faulted
+            .state_reason
+            .contains("'emit' is not allowed by the projection/configuration/mode"),
+        "{faulted:?}"
+    );
+    assert!(events_in(&app.client, "alerts").await.is_empty());
+
+    create(&projections, "with-emit", ALERTS, true).await;
+    assert_eq!(
+        status(&projections, "with-emit").await.version,
+        1,
+        "create + the client's emit update"
+    );
+    wait_for_state(&projections, "with-emit", "", json!({"n": 2.0})).await;
+    wait_until(WAIT, "the alert is written", || async {
+        events_in(&app.client, "alerts").await
+            == vec![(
+                "BigDeposit".to_owned(),
+                json!({"stream": "account-1", "amount": 500}),
+            )]
+    })
+    .await;
+    assert_eq!(status(&projections, "with-emit").await.status, "Running");
+
+    // Turning emit on for the faulted one (an update) restarts it from its checkpoint, and it emits too.
+    within(
+        "update",
+        projections.update(
+            "no-emit",
+            ALERTS.to_owned(),
+            &UpdateProjectionOptions::default().emit(true),
+        ),
+    )
+    .await
+    .expect("update");
+    wait_for_status(&projections, "no-emit", "Running").await;
+    wait_until(WAIT, "both projections alerted", || async {
+        events_in(&app.client, "alerts").await.len() == 2
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_abort_enable_and_reset() {
+    let app = spawn_app().await;
+    let projections = projections_for(&app);
+    let options = GenericProjectionOptions::default();
+    create(&projections, "counter", COUNTER, false).await;
+    append(
+        &app.client,
+        "account-1",
+        "Deposited",
+        &[json!({"amount": 10})],
+    )
+    .await;
+    wait_for_state(
+        &projections,
+        "counter",
+        "",
+        json!({"count": 1.0, "total": 10.0}),
+    )
+    .await;
+
+    within("disable", projections.disable("counter", &options))
+        .await
+        .expect("disable");
+    assert_eq!(status(&projections, "counter").await.status, "Stopped");
+    append(
+        &app.client,
+        "account-1",
+        "Deposited",
+        &[json!({"amount": 20})],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        state(&projections, "counter", "").await,
+        json!({"count": 1.0, "total": 10.0})
+    );
+
+    within("enable", projections.enable("counter", &options))
+        .await
+        .expect("enable");
+    wait_for_state(
+        &projections,
+        "counter",
+        "",
+        json!({"count": 2.0, "total": 30.0}),
+    )
+    .await;
+    assert_eq!(status(&projections, "counter").await.status, "Running");
+
+    within("abort", projections.abort("counter", &options))
+        .await
+        .expect("abort");
+    assert_eq!(status(&projections, "counter").await.status, "Aborted");
+    within("enable", projections.enable("counter", &options))
+        .await
+        .expect("enable");
+    wait_for_status(&projections, "counter", "Running").await;
+    wait_for_state(
+        &projections,
+        "counter",
+        "",
+        json!({"count": 2.0, "total": 30.0}),
+    )
+    .await;
+
+    // Reset: back to the beginning with a new epoch; the same events give the same state.
+    within("reset", projections.reset("counter", &options))
+        .await
+        .expect("reset");
+    let after = status(&projections, "counter").await;
+    assert_eq!(after.epoch, 1);
+    wait_for_state(
+        &projections,
+        "counter",
+        "",
+        json!({"count": 2.0, "total": 30.0}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_bumps_the_version_and_changes_the_query_and_delete_removes_it() {
+    let app = spawn_app().await;
+    let projections = projections_for(&app);
+    create(&projections, "counter", COUNTER, false).await;
+    append(
+        &app.client,
+        "account-1",
+        "Deposited",
+        &[json!({"amount": 10})],
+    )
+    .await;
+    wait_for_state(
+        &projections,
+        "counter",
+        "",
+        json!({"count": 1.0, "total": 10.0}),
+    )
+    .await;
+    assert_eq!(status(&projections, "counter").await.version, 0);
+
+    let doubled = COUNTER.replace("s.count += 1", "s.count += 2");
+    within(
+        "update",
+        projections.update("counter", doubled, &UpdateProjectionOptions::default()),
+    )
+    .await
+    .expect("update");
+    assert_eq!(status(&projections, "counter").await.version, 1);
+    // The state carries on from the checkpoint; new events go through the new query.
+    append(
+        &app.client,
+        "account-1",
+        "Deposited",
+        &[json!({"amount": 10})],
+    )
+    .await;
+    wait_for_state(
+        &projections,
+        "counter",
+        "",
+        json!({"count": 3.0, "total": 20.0}),
+    )
+    .await;
+
+    within(
+        "disable",
+        projections.disable("counter", &GenericProjectionOptions::default()),
+    )
+    .await
+    .expect("disable");
+    within(
+        "delete",
+        projections.delete(
+            "counter",
+            &DeleteProjectionOptions::default()
+                .delete_checkpoint_stream(true)
+                .delete_state_stream(true),
+        ),
+    )
+    .await
+    .expect("delete");
+    let gone = projections
+        .get_status("counter", &GenericProjectionOptions::default())
+        .await;
+    assert!(
+        matches!(gone, Err(eventstore::Error::ResourceNotFound)),
+        "{gone:?}"
+    );
+    let again = projections
+        .delete("counter", &DeleteProjectionOptions::default())
+        .await;
+    assert!(
+        matches!(again, Err(eventstore::Error::ResourceNotFound)),
+        "{again:?}"
+    );
+    assert!(events_in(&app.client, "$projections-counter-checkpoint")
+        .await
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulting_projection_is_faulted_with_its_message_while_others_keep_running() {
+    let app = spawn_app().await;
+    let projections = projections_for(&app);
+    create(
+        &projections,
+        "thrower",
+        "fromCategory('account').when({ Deposited: function(s, e) { throw new Error('bad amount ' + e.body.amount); } })",
+        false,
+    )
+    .await;
+    create(
+        &projections,
+        "spinner",
+        "fromCategory('account').when({ Deposited: function(s, e) { while (true) {} } })",
+        false,
+    )
+    .await;
+    create(&projections, "counter", COUNTER, false).await;
+    append(
+        &app.client,
+        "account-1",
+        "Deposited",
+        &[json!({"amount": 7})],
+    )
+    .await;
+
+    let thrower = wait_for_status(&projections, "thrower", "Faulted").await;
+    assert!(thrower.state_reason.contains("bad amount 7"), "{thrower:?}");
+    let spinner = wait_for_status(&projections, "spinner", "Faulted").await;
+    assert!(spinner.state_reason.contains("stopped"), "{spinner:?}");
+
+    append(
+        &app.client,
+        "account-2",
+        "Deposited",
+        &[json!({"amount": 3})],
+    )
+    .await;
+    wait_for_state(
+        &projections,
+        "counter",
+        "",
+        json!({"count": 2.0, "total": 10.0}),
+    )
+    .await;
+    assert_eq!(status(&projections, "counter").await.status, "Running");
+
+    // A query that does not compile faults at once.
+    create(&projections, "broken", "fromAll().when({", false).await;
+    let broken = wait_for_status(&projections, "broken", "Faulted").await;
+    assert!(!broken.state_reason.is_empty());
+}
+
+async fn start_on(dir: &Path) -> TestApp {
+    spawn_app_with(ServerConfig::on_disk(dir)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuous_projection_resumes_from_its_checkpoint_after_a_restart_without_duplicate_emits(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    {
+        let app = start_on(dir.path()).await;
+        let projections = projections_for(&app);
+        create(&projections, "alerts", ALERTS, true).await;
+        create(&projections, "counter", COUNTER, false).await;
+        append(
+            &app.client,
+            "account-1",
+            "Deposited",
+            &[json!({"amount": 100}), json!({"amount": 1})],
+        )
+        .await;
+        wait_for_state(&projections, "alerts", "", json!({"n": 2.0})).await;
+        wait_for_state(
+            &projections,
+            "counter",
+            "",
+            json!({"count": 2.0, "total": 101.0}),
+        )
+        .await;
+        wait_until(WAIT, "one alert", || async {
+            events_in(&app.client, "alerts").await.len() == 1
+        })
+        .await;
+        let TestApp { server, client } = app;
+        drop(client);
+        within("the shutdown", server.shutdown()).await?;
+    }
+
+    let app = start_on(dir.path()).await;
+    let projections = projections_for(&app);
+    // The state comes back from the checkpoint, before any new event.
+    wait_for_state(&projections, "alerts", "", json!({"n": 2.0})).await;
+    wait_for_state(
+        &projections,
+        "counter",
+        "",
+        json!({"count": 2.0, "total": 101.0}),
+    )
+    .await;
+    let stats = status(&projections, "alerts").await;
+    assert_eq!((stats.status.as_str(), stats.version), ("Running", 1));
+
+    append(
+        &app.client,
+        "account-2",
+        "Deposited",
+        &[json!({"amount": 200})],
+    )
+    .await;
+    wait_for_state(&projections, "alerts", "", json!({"n": 3.0})).await;
+    wait_for_state(
+        &projections,
+        "counter",
+        "",
+        json!({"count": 3.0, "total": 301.0}),
+    )
+    .await;
+    wait_until(WAIT, "two alerts", || async {
+        events_in(&app.client, "alerts").await.len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        events_in(&app.client, "alerts").await,
+        vec![
+            (
+                "BigDeposit".to_owned(),
+                json!({"stream": "account-1", "amount": 100})
+            ),
+            (
+                "BigDeposit".to_owned(),
+                json!({"stream": "account-2", "amount": 200})
+            ),
+        ]
+    );
+
+    // RestartSubsystem: the projections come back from their checkpoints as well.
+    within(
+        "restart subsystem",
+        projections.restart_subsystem(&GenericProjectionOptions::default()),
+    )
+    .await?;
+    wait_for_state(&projections, "alerts", "", json!({"n": 3.0})).await;
+    assert_eq!(events_in(&app.client, "alerts").await.len(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_a_projection_resumes_and_emits_nothing_twice() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    {
+        let app = start_on(dir.path()).await;
+        let projections = projections_for(&app);
+        create(&projections, "alerts", ALERTS, true).await;
+        append(
+            &app.client,
+            "account-1",
+            "Deposited",
+            &[json!({"amount": 100}), json!({"amount": 150})],
+        )
+        .await;
+        wait_until(WAIT, "two alerts", || async {
+            events_in(&app.client, "alerts").await.len() == 2
+        })
+        .await;
+        let TestApp { server, client } = app;
+        drop(client);
+        within("the crash", server.crash()).await;
+    }
+
+    let app = start_on(dir.path()).await;
+    let projections = projections_for(&app);
+    append(
+        &app.client,
+        "account-2",
+        "Deposited",
+        &[json!({"amount": 300})],
+    )
+    .await;
+    wait_for_state(&projections, "alerts", "", json!({"n": 3.0})).await;
+    wait_until(WAIT, "three alerts", || async {
+        events_in(&app.client, "alerts").await.len() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let amounts: Vec<Value> = events_in(&app.client, "alerts")
+        .await
+        .into_iter()
+        .map(|(_, body)| body["amount"].clone())
+        .collect();
+    assert_eq!(amounts, [json!(100), json!(150), json!(300)]);
+    Ok(())
+}
