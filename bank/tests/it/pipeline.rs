@@ -43,12 +43,12 @@ async fn json_of(response: reqwest::Response) -> anyhow::Result<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn competing_consumers_finish_every_payment_exactly_once_when_an_instance_stops(
 ) -> anyhow::Result<()> {
-    let first = Bank::start(options(StoreChoice::EmbeddedMemory, 1)).await?;
-    let second = Bank::start(options(
-        StoreChoice::External(first.connection_string.clone()),
-        1,
-    ))
-    .await?;
+    let first_options = options(StoreChoice::EmbeddedMemory, 1);
+    let first_dir = first_options.data_dir.clone();
+    let first = Bank::start(first_options).await?;
+    let second_options = options(StoreChoice::External(first.connection_string.clone()), 1);
+    let second_dir = second_options.data_dir.clone();
+    let second = Bank::start(second_options).await?;
     let http = reqwest::Client::new();
     let accounts = ["40000211111111", "40000222222222"];
     for (i, id) in accounts.iter().enumerate() {
@@ -119,5 +119,9 @@ async fn competing_consumers_finish_every_payment_exactly_once_when_an_instance_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    first.shutdown().await
+    first.shutdown().await?;
+    for dir in [first_dir, second_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
 }
