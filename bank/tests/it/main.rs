@@ -2,4 +2,5 @@
 
 mod compose;
 mod pipeline;
+mod projections;
 mod security;
