@@ -9,6 +9,8 @@
 //!   service uses.
 //! - `seed`: [`seed`], which writes the plan and reports what it created and what was already there
 //!   ([`SeedReport`]), calling back with [`Progress`] as it goes.
+//! - `projections`: [`deploy_projections`] creates or updates the bank's JavaScript projections
+//!   (`projections-js/`, [`BANK_PROJECTIONS`]).
 //! - `users`: a store user per domain service ([`DOMAIN_USERS`], [`domain_users`]) made through the store's
 //!   HTTP users API ([`create_users`]), and the domains' roles that stream ACLs name.
 //!
@@ -19,11 +21,13 @@
 
 mod groups;
 mod plan;
+mod projections;
 mod seed;
 mod users;
 
 pub use groups::{consumer_groups, ConsumerGroup};
 pub use plan::{PlanError, SeedAccount, SeedPlan, SeedStatus, DEFAULT_SANCTIONED_NAMES};
+pub use projections::{deploy_projections, BankProjection, ProjectionsReport, BANK_PROJECTIONS};
 pub use seed::{seed, Progress, SeedReport, Stage};
 pub use users::{
     create_users, domain_users, DomainUser, SeedUser, UsersReport, ACCOUNTS_ROLE, DOMAIN_USERS,

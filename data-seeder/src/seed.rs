@@ -34,6 +34,7 @@ pub enum Stage {
     Accounts,
     SanctionedNames,
     ConsumerGroups,
+    Projections,
 }
 
 impl std::fmt::Display for Stage {
@@ -42,6 +43,7 @@ impl std::fmt::Display for Stage {
             Stage::Users => "users",
             Stage::Accounts => "accounts",
             Stage::SanctionedNames => "sanctioned names",
+            Stage::Projections => "projections",
             Stage::ConsumerGroups => "consumer groups",
         })
     }
@@ -74,6 +76,7 @@ pub struct SeedReport {
     pub sanctioned_names_existing: u64,
     pub groups_created: Vec<String>,
     pub groups_existing: Vec<String>,
+    pub projections: crate::ProjectionsReport,
 }
 
 impl SeedReport {
@@ -83,6 +86,8 @@ impl SeedReport {
             || self.accounts_created > 0
             || self.sanctioned_names_added > 0
             || !self.groups_created.is_empty()
+            || !self.projections.created.is_empty()
+            || !self.projections.updated.is_empty()
     }
 }
 
@@ -188,6 +193,21 @@ pub async fn seed(
             total,
         });
     }
+
+    let total = crate::BANK_PROJECTIONS.len() as u64;
+    progress(Progress {
+        stage: Stage::Projections,
+        done: 0,
+        total,
+    });
+    report.projections = crate::deploy_projections(store)
+        .await
+        .context("deploying the projections")?;
+    progress(Progress {
+        stage: Stage::Projections,
+        done: total,
+        total,
+    });
     Ok(report)
 }
 

@@ -2,5 +2,6 @@
 
 mod helpers;
 
+mod projections;
 mod seeding;
 mod users;
