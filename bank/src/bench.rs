@@ -50,7 +50,7 @@ fn payment(n: usize, account: &data_seeder::SeedAccount, run: &str) -> Value {
     })
 }
 
-async fn finished(http: &reqwest::Client, bank: &Bank) -> anyhow::Result<u64> {
+async fn finished(http: &reqwest::Client, bank: &Bank) -> anyhow::Result<(u64, Value)> {
     let stats: Value = http
         .get(format!("{}/stats", bank.urls.payments))
         .send()
@@ -58,7 +58,9 @@ async fn finished(http: &reqwest::Client, bank: &Bank) -> anyhow::Result<u64> {
         .json()
         .await?;
     let by_stage = &stats["byStage"];
-    Ok(by_stage["credited"].as_u64().unwrap_or(0) + by_stage["returned"].as_u64().unwrap_or(0))
+    let done =
+        by_stage["credited"].as_u64().unwrap_or(0) + by_stage["returned"].as_u64().unwrap_or(0);
+    Ok((done, by_stage.clone()))
 }
 
 async fn wait_all_final(
@@ -70,12 +72,12 @@ async fn wait_all_final(
     let deadline = Instant::now() + timeout;
     let mut last_report = Instant::now();
     loop {
-        let done = finished(http, bank).await?;
+        let (done, by_stage) = finished(http, bank).await?;
         if done >= expected {
             return Ok(());
         }
         if last_report.elapsed() > Duration::from_secs(2) {
-            eprintln!("bench: {done}/{expected} payments final");
+            eprintln!("bench: {done}/{expected} payments final; by stage {by_stage}");
             last_report = Instant::now();
         }
         anyhow::ensure!(

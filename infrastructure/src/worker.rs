@@ -208,8 +208,8 @@ pub struct WorkerOptions {
 impl Default for WorkerOptions {
     fn default() -> Self {
         Self {
-            buffer_size: 32,
-            concurrency: 8,
+            buffer_size: 128,
+            concurrency: 64,
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             retry_delay: Duration::from_millis(50),
