@@ -71,6 +71,12 @@ pub enum BenchCommand {
     /// One persistent subscription group with competing consumers acking one by one: messages/s when draining
     /// a pre-written stream, or append → delivery latency at a fixed rate; with `--embedded`, the process's RSS.
     Persistent(PersistentArgs),
+    /// A JavaScript projection over pre-written events, created through the official client and timed until its
+    /// statistics show every event processed: a `fromAll` `$any` counter, or `partitionBy` over many partitions.
+    Projection(ProjectionArgs),
+    /// What `$by_category` and `$by_event_type` (and `$streams`, `$stream_by_category`) cost an append: the same
+    /// write-flood against fresh embedded servers with the system projections on and off, in alternating rounds.
+    SystemProjections(SystemProjectionsArgs),
 }
 
 /// Which server to load.
@@ -253,6 +259,55 @@ pub struct PersistentArgs {
     pub timeout_secs: u64,
 }
 
+/// What the projection under test does.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProjectionKind {
+    /// `fromAll().when({$any: count})`.
+    Count,
+    /// `fromAll().partitionBy(e => e.body.account).when({$any: count and sum})`.
+    Partitioned,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ProjectionArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, value_enum, default_value_t = ProjectionKind::Count)]
+    pub kind: ProjectionKind,
+    /// Events written before the projection is created (JSON bodies `{"account": …, "amount": …}`).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub events: u64,
+    /// Distinct accounts in the bodies: the partitions of `--kind partitioned`.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub partitions: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_secs: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SystemProjectionsArgs {
+    /// Appends per write-flood round.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: u64,
+    /// Events in each append.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub events_per_append: u64,
+    /// Rounds of each setting (off, on, off, on, …).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rounds: u64,
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub clients: u64,
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub streams: u64,
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Keep the stores in memory (no fsync), so that the CPU cost of the index entries is not hidden behind it.
+    #[arg(long)]
+    pub mem_db: bool,
+}
+
 /// Runs one load test and prints its result as one JSON line on stdout.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
@@ -277,6 +332,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             print_report(&target.close_after(outcome).await?)
         }
         BenchCommand::Restart(args) => print_report(&restart(&args).await?),
+        BenchCommand::Projection(args) => {
+            let target = Target::open(&args.target).await?;
+            let outcome = projection(&target, &args).await;
+            print_report(&target.close_after(outcome).await?)
+        }
+        BenchCommand::SystemProjections(args) => print_report(&system_projections(&args).await?),
         BenchCommand::Persistent(args) => {
             let target = Target::open(&args.target).await?;
             let outcome = persistent(&target, &args).await;
@@ -2372,6 +2433,264 @@ async fn persistent_latency(
         append_errors,
         rss_mb: rss.map(RssSampler::finish),
     }))
+}
+
+/// One line of `bench projection` output.
+#[derive(Serialize, Debug)]
+struct ProjectionReport {
+    test: &'static str,
+    target: &'static str,
+    kind: ProjectionKind,
+    /// Events the projection processed.
+    events: u64,
+    /// Partitions the projection reported (1 when not partitioned).
+    partitions: i64,
+    prewrite_seconds: f64,
+    /// From the create call to the statistics showing every event processed.
+    seconds: f64,
+    events_per_sec: f64,
+    status: String,
+}
+
+const PROJECTION_STREAMS: u64 = 1_000;
+const PROJECTION_EVENTS_PER_APPEND: u64 = 500;
+
+fn projection_query(kind: ProjectionKind) -> &'static str {
+    match kind {
+        ProjectionKind::Count => {
+            "fromAll().when({
+                $init: function() { return { count: 0 }; },
+                $any: function(s, e) { s.count += 1; }
+            })"
+        }
+        ProjectionKind::Partitioned => {
+            "fromAll().partitionBy(function(e) { return e.body.account; }).when({
+                $init: function() { return { count: 0, total: 0 }; },
+                $any: function(s, e) { s.count += 1; s.total += e.body.amount; }
+            })"
+        }
+    }
+}
+
+/// Appends `events` JSON events `{"account": "acc-<n % partitions>", "amount": n % 100}` over
+/// [`PROJECTION_STREAMS`] streams, 500 per append, 16 appends in flight.
+async fn prewrite_accounts(client: &Client, events: u64, partitions: u64) -> anyhow::Result<()> {
+    let appends = events.div_ceil(PROJECTION_EVENTS_PER_APPEND);
+    let done = Arc::new(AtomicU64::new(0));
+    let _progress = Progress::spawn("prewrite", "appends", done.clone(), appends);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let client = client.clone();
+        let next = next.clone();
+        let done = done.clone();
+        tasks.spawn(async move {
+            loop {
+                let append = next.fetch_add(1, Ordering::Relaxed);
+                if append >= appends {
+                    return anyhow::Ok(());
+                }
+                let first = append * PROJECTION_EVENTS_PER_APPEND;
+                let last = (first + PROJECTION_EVENTS_PER_APPEND).min(events);
+                let batch = (first..last)
+                    .map(|n| {
+                        EventData::json(
+                            BENCH_EVENT_TYPE,
+                            &serde_json::json!({"account": format!("acc-{}", n % partitions), "amount": n % 100}),
+                        )
+                        .map(|e| e.id(uuid::Uuid::new_v4()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("serialise an event")?;
+                let stream = format!("bench-proj-{}", append % PROJECTION_STREAMS);
+                client
+                    .append_to_stream(stream, &AppendToStreamOptions::default(), batch)
+                    .await
+                    .context("pre-write events")?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.context("a pre-write task panicked")??;
+    }
+    Ok(())
+}
+
+async fn projection(target: &Target, args: &ProjectionArgs) -> anyhow::Result<ProjectionReport> {
+    let client = wait_until_ready(&target.connection_string, READY_TIMEOUT, false).await?;
+    eprintln!(
+        "projection: pre-writing {} events over {} accounts",
+        args.events, args.partitions
+    );
+    let prewrite_started = Instant::now();
+    prewrite_accounts(&client, args.events, args.partitions).await?;
+    let prewrite = prewrite_started.elapsed();
+    let settings: ClientSettings = with_quick_discovery(&target.connection_string)
+        .parse()
+        .context("parse the connection string")?;
+    let projections = eventstore::ProjectionClient::new(settings);
+    let name = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let options = eventstore::GenericProjectionOptions::default();
+    eprintln!(
+        "projection: {name} ({:?}) over {} events",
+        args.kind, args.events
+    );
+    let started = Instant::now();
+    projections
+        .create(
+            name.as_str(),
+            projection_query(args.kind).to_owned(),
+            &eventstore::CreateProjectionOptions::default(),
+        )
+        .await
+        .context("create the projection")?;
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let mut last_report = Instant::now();
+    let status = loop {
+        let status = projections
+            .get_status(name.as_str(), &options)
+            .await
+            .context("projection statistics")?
+            .ok_or_else(|| anyhow!("the projection {name} is not listed"))?;
+        if status.status == "Faulted" {
+            bail!("the projection faulted: {}", status.state_reason);
+        }
+        if u64::try_from(status.events_processed_after_restart).unwrap_or(0) >= args.events {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the projection processed {} of {} events within {:?}",
+                status.events_processed_after_restart,
+                args.events,
+                deadline - started
+            );
+        }
+        if last_report.elapsed() >= PROGRESS_INTERVAL {
+            last_report = Instant::now();
+            eprintln!(
+                "projection: {}/{} events ({:.0}/s)",
+                status.events_processed_after_restart,
+                args.events,
+                per_second(
+                    u64::try_from(status.events_processed_after_restart).unwrap_or(0),
+                    started.elapsed()
+                )
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let elapsed = started.elapsed();
+    let processed = u64::try_from(status.events_processed_after_restart).unwrap_or(0);
+    if let Err(error) = projections.disable(name.as_str(), &options).await {
+        eprintln!("projection: could not disable {name}: {error}");
+    }
+    Ok(ProjectionReport {
+        test: "projection",
+        target: target.kind,
+        kind: args.kind,
+        events: processed,
+        partitions: i64::from(status.partitions_cached.max(1)),
+        prewrite_seconds: seconds(prewrite),
+        seconds: seconds(elapsed),
+        events_per_sec: per_second(processed, elapsed),
+        status: status.status,
+    })
+}
+
+/// One line of `bench system-projections` output.
+#[derive(Serialize, Debug)]
+struct SystemProjectionsReport {
+    test: &'static str,
+    target: &'static str,
+    requests: u64,
+    events_per_append: u64,
+    rounds: u64,
+    /// events/s of each round.
+    without: Vec<f64>,
+    with: Vec<f64>,
+    /// Medians.
+    events_per_sec_without: f64,
+    events_per_sec_with: f64,
+    /// How much longer an append takes with the system projections: `without / with - 1`, in percent.
+    overhead_percent: f64,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+async fn system_projections(
+    args: &SystemProjectionsArgs,
+) -> anyhow::Result<SystemProjectionsReport> {
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for round in 0..args.rounds * 2 {
+        let standard_projections = round % 2 == 1;
+        let target_args = TargetArgs {
+            connection_string: None,
+            embedded: true,
+            db: None,
+            mem_db: args.mem_db,
+            no_standard_projections: !standard_projections,
+        };
+        let flood = WriteFloodArgs {
+            target: target_args.clone(),
+            clients: args.clients,
+            requests: args.requests,
+            streams: args.streams,
+            size: args.size,
+            events_per_append: args.events_per_append,
+            connections: 4,
+        };
+        let target = Target::open(&target_args).await?;
+        let outcome = write_flood(&target, &flood).await;
+        let report = target.close_after(outcome).await?;
+        if report.errors > 0 {
+            bail!("{} appends failed", report.errors);
+        }
+        eprintln!(
+            "system-projections: round {} {}: {:.0} events/s",
+            round / 2 + 1,
+            if standard_projections { "on" } else { "off" },
+            report.events_per_sec
+        );
+        if standard_projections {
+            with.push(report.events_per_sec);
+        } else {
+            without.push(report.events_per_sec);
+        }
+    }
+    let events_per_sec_without = median(&without);
+    let events_per_sec_with = median(&with);
+    let overhead_percent = if events_per_sec_with > 0.0 {
+        ((events_per_sec_without / events_per_sec_with - 1.0) * 1000.0).round() / 10.0
+    } else {
+        0.0
+    };
+    Ok(SystemProjectionsReport {
+        test: "system-projections",
+        target: if args.mem_db {
+            "embedded-memory"
+        } else {
+            "embedded-disk"
+        },
+        requests: args.requests,
+        events_per_append: args.events_per_append,
+        rounds: args.rounds,
+        without,
+        with,
+        events_per_sec_without,
+        events_per_sec_with,
+        overhead_percent,
+    })
 }
 
 #[cfg(test)]
