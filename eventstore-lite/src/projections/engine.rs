@@ -76,6 +76,49 @@ impl Definition {
             || (event_type == "$streamDeleted" && self.handles_deleted)
     }
 
+    /// `reorderEvents` with its `processingLag`: how long an event of a multi-stream projection is held back.
+    pub fn processing_lag(&self) -> Option<Duration> {
+        let reorder = self
+            .options
+            .get("reorderEvents")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        if !reorder {
+            return None;
+        }
+        let lag = self
+            .options
+            .get("processingLag")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        Some(Duration::from_millis(lag))
+    }
+
+    pub fn bi_state(&self) -> bool {
+        self.options
+            .get("biState")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// EventStoreDB's checks of a query's sources and options, with its messages.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(lag) = self.processing_lag() {
+            if self.sources.all {
+                return Err("Event reordering cannot be used with fromAll()".to_owned());
+            }
+            if self.sources.streams.len() < 2 || !self.sources.categories.is_empty() {
+                return Err(
+                    "Event reordering is only available in fromStreams([]) projections".to_owned(),
+                );
+            }
+            if lag < Duration::from_millis(50) {
+                return Err("Event reordering requires processing lag at least of 50ms".to_owned());
+            }
+        }
+        Ok(())
+    }
+
     pub fn includes_links(&self) -> bool {
         self.options
             .get("$includeLinks")
@@ -97,6 +140,65 @@ pub struct EventInput {
     pub body_raw: String,
     pub metadata_raw: String,
     pub link_metadata_raw: String,
+}
+
+/// An event as a projection sees it, borrowed: what the runner serialises into a batch.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRef<'a> {
+    pub stream_id: &'a str,
+    pub sequence_number: u64,
+    pub event_type: &'a str,
+    pub event_id: uuid::fmt::Hyphenated,
+    pub category: &'a str,
+    pub is_json: bool,
+    pub body_raw: std::borrow::Cow<'a, str>,
+    pub metadata_raw: std::borrow::Cow<'a, str>,
+    pub link_metadata_raw: std::borrow::Cow<'a, str>,
+}
+
+/// A batch of events for [`Projection::process_batch`]: one JSON array, parsed once on the JavaScript side.
+#[derive(Debug, Default)]
+pub struct Batch {
+    json: Vec<u8>,
+    len: usize,
+}
+
+impl Batch {
+    pub fn push(&mut self, event: &EventRef<'_>) -> Result<(), ProjectionError> {
+        self.json.push(if self.len == 0 { b'[' } else { b',' });
+        serde_json::to_writer(&mut self.json, event)
+            .map_err(|e| ProjectionError::Engine(e.to_string()))?;
+        self.len += 1;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn finish(mut self) -> String {
+        if self.len == 0 {
+            self.json.push(b'[');
+        }
+        self.json.push(b']');
+        // Only serde_json wrote here: valid UTF-8.
+        String::from_utf8(self.json).unwrap_or_default()
+    }
+}
+
+/// What processing a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct BatchOutcome {
+    /// Events a handler took.
+    pub handled: u64,
+    /// What was emitted, by index of the event in the batch.
+    #[serde(default)]
+    pub emits: Vec<(usize, Vec<Emitted>)>,
 }
 
 /// An event a handler emitted (`emit`, `linkTo`, `copyTo`, `linkStreamTo`).
@@ -126,9 +228,13 @@ pub struct Projection {
     context: Context,
     _runtime: Runtime,
     deadline: Rc<Cell<Option<Instant>>>,
+    long_call: Cell<bool>,
     limits: Limits,
     definition: Definition,
 }
+
+/// How many handler time limits a call over every state may take.
+const LONG_CALL_FACTOR: u32 = 40;
 
 impl Projection {
     /// Compiles `query`; a syntax error or an exception while defining it is a `Script` error.
@@ -147,9 +253,21 @@ impl Projection {
             context,
             _runtime: runtime,
             deadline,
+            long_call: Cell::new(false),
             limits,
             definition: Definition::default(),
         };
+        let ticked = projection.deadline.clone();
+        let per_event = limits.time_per_call;
+        projection.context.with(|ctx| {
+            let tick = Function::new(ctx.clone(), move || {
+                ticked.set(Some(Instant::now() + per_event));
+            })
+            .map_err(|e| ProjectionError::Engine(e.to_string()))?;
+            ctx.globals()
+                .set("__tick", tick)
+                .map_err(|e| ProjectionError::Engine(e.to_string()))
+        })?;
         projection.call_script(PRELUDE)?;
         projection.call_script(query)?;
         let description = projection.call("__describe", None)?.unwrap_or_default();
@@ -171,6 +289,61 @@ impl Projection {
             .unwrap_or_default();
         serde_json::from_str(&output)
             .map_err(|e| ProjectionError::Engine(format!("unreadable outcome: {e}")))
+    }
+
+    /// Runs the handlers for a batch of events, in order; the time limit applies to each event. An error
+    /// leaves the states part-way through the batch: the caller must not trust them any more.
+    pub fn process_batch(&self, batch: Batch) -> Result<BatchOutcome, ProjectionError> {
+        if batch.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        let input = batch.finish();
+        let output = self
+            .call("__processBatch", Some(&[input.as_str()]))?
+            .unwrap_or_default();
+        if let Ok(handled) = output.parse::<u64>() {
+            return Ok(BatchOutcome {
+                handled,
+                emits: Vec::new(),
+            });
+        }
+        serde_json::from_str(&output)
+            .map_err(|e| ProjectionError::Engine(format!("unreadable outcome: {e}")))
+    }
+
+    /// Every partition's state as one JSON object (`{partition: state}`), and the shared state of a biState
+    /// projection: what a checkpoint holds.
+    pub fn snapshot(&self) -> Result<(String, Option<String>), ProjectionError> {
+        let states = self
+            .call_long("__snapshot", None)?
+            .unwrap_or_else(|| "{}".to_owned());
+        let shared = self.call("__snapshotShared", None)?;
+        Ok((states, shared))
+    }
+
+    /// Puts back what [`Projection::snapshot`] returned, replacing every state.
+    pub fn restore_all(&self, states: &str, shared: Option<&str>) -> Result<(), ProjectionError> {
+        self.call_long("__restoreAll", Some(&[states, shared.unwrap_or_default()]))
+            .map(|_| ())
+    }
+
+    /// The partitions changed since the last call (`""` stands for the shared state of a biState projection).
+    pub fn take_dirty(&self) -> Result<Vec<String>, ProjectionError> {
+        self.json_call("__takeDirty")
+    }
+
+    /// The partitions first seen since the last call, in order.
+    pub fn take_new_partitions(&self) -> Result<Vec<String>, ProjectionError> {
+        self.json_call("__takeNewPartitions")
+    }
+
+    pub fn partition_count(&self) -> Result<usize, ProjectionError> {
+        self.json_call("__partitionCount")
+    }
+
+    fn json_call<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, ProjectionError> {
+        let json = self.call(name, None)?.unwrap_or_else(|| "null".to_owned());
+        serde_json::from_str(&json).map_err(|e| ProjectionError::Engine(e.to_string()))
     }
 
     /// The state of a partition (`""` when not partitioned), as JSON.
@@ -201,6 +374,18 @@ impl Projection {
             .set(Some(Instant::now() + self.limits.time_per_call));
     }
 
+    /// A call over every state (snapshot, restore): allowed [`LONG_CALL_FACTOR`] times a handler's limit.
+    fn call_long(
+        &self,
+        name: &str,
+        args: Option<&[&str]>,
+    ) -> Result<Option<String>, ProjectionError> {
+        self.long_call.set(true);
+        let result = self.call(name, args);
+        self.long_call.set(false);
+        result
+    }
+
     fn call_script(&self, source: &str) -> Result<(), ProjectionError> {
         self.arm();
         let result = self.context.with(|ctx| match ctx.eval::<(), _>(source) {
@@ -214,7 +399,13 @@ impl Projection {
 
     /// Calls a prelude function with string arguments; it returns a string or null.
     fn call(&self, name: &str, args: Option<&[&str]>) -> Result<Option<String>, ProjectionError> {
-        self.arm();
+        if self.long_call.get() {
+            self.deadline.set(Some(
+                Instant::now() + self.limits.time_per_call * LONG_CALL_FACTOR,
+            ));
+        } else {
+            self.arm();
+        }
         let result = self.context.with(|ctx| {
             let function: Function = ctx.globals().get(name).map_err(|e| self.engine_error(e))?;
             let args: Vec<String> = args

@@ -1,5 +1,7 @@
 // The projection language as EventStoreDB defines it, in plain JavaScript, evaluated before the user's query.
-// The host (engine.rs) reads the definition with __describe() and feeds events through __process().
+// The host (engine.rs) reads the definition with __describe() and feeds events through __processBatch() (or
+// __process() for one event). States live here, in a Map, and leave only as JSON: for a query, or all at once
+// in a checkpoint (__snapshot).
 var __def = {
   sources: { all: false, streams: [], categories: [] },
   handlers: null,
@@ -10,7 +12,14 @@ var __def = {
   outputTo: null,
   options: {}
 };
-var __states = {};
+var __states = new Map();
+// biState: the state shared by every partition (the second element of the pair handlers see).
+var __shared = undefined;
+var __sharedDirty = false;
+// Partitions changed since the host last took them (their results are written with the next checkpoint).
+var __dirty = new Set();
+// Partitions seen for the first time since the host last took them (`$partition` events in `…-partitions`).
+var __newPartitions = [];
 var __emitted = [];
 
 function __builder() {
@@ -66,6 +75,8 @@ function linkStreamTo(stream, linkedStream, metadata) {
 
 var __reserved = ['$init', '$initShared', '$any', '$created', '$deleted'];
 
+function __biState() { return __def.options.biState === true; }
+
 function __describe() {
   var handlers = __def.handlers || {};
   var types = Object.keys(handlers).filter(function (k) { return __reserved.indexOf(k) < 0; });
@@ -87,62 +98,137 @@ function __initial() {
   return typeof handlers.$init === 'function' ? handlers.$init() : {};
 }
 
+function __initialShared() {
+  var handlers = __def.handlers || {};
+  return typeof handlers.$initShared === 'function' ? handlers.$initShared() : {};
+}
+
 function __parse(raw) {
   if (raw === null || raw === undefined || raw === '') { return undefined; }
   try { return JSON.parse(raw); } catch (e) { return undefined; }
 }
 
-// `input` is the host's JSON of one event; returns the partition, and what the handler emitted.
-function __process(input) {
-  var e = JSON.parse(input);
-  var handlers = __def.handlers || {};
-  var event = {
-    streamId: e.streamId,
-    sequenceNumber: e.sequenceNumber,
-    eventType: e.eventType,
-    eventId: e.eventId,
-    category: e.category,
-    isJson: e.isJson,
-    bodyRaw: e.bodyRaw,
-    metadataRaw: e.metadataRaw,
-    linkMetadataRaw: e.linkMetadataRaw
+// The event object handlers see. `body` / `data`, `metadata` and `linkMetadata` are parsed on first use: a
+// handler that only counts never pays for JSON it does not read. The parsed values are cached under symbols,
+// which neither JSON.stringify nor for…in show.
+var __UNSET = {};
+var __BODY = Symbol('body');
+var __METADATA = Symbol('metadata');
+var __LINK_METADATA = Symbol('linkMetadata');
+function __Event(e) {
+  this.streamId = e.streamId;
+  this.sequenceNumber = e.sequenceNumber;
+  this.eventType = e.eventType;
+  this.eventId = e.eventId;
+  this.category = e.category;
+  this.isJson = e.isJson;
+  this.bodyRaw = e.bodyRaw;
+  this.metadataRaw = e.metadataRaw;
+  this.linkMetadataRaw = e.linkMetadataRaw;
+  this.partition = '';
+  this[__BODY] = __UNSET;
+  this[__METADATA] = __UNSET;
+  this[__LINK_METADATA] = __UNSET;
+}
+function __lazy(names, symbol, parse) {
+  var property = {
+    get: function () {
+      if (this[symbol] === __UNSET) { this[symbol] = parse(this); }
+      return this[symbol];
+    },
+    set: function (value) { this[symbol] = value; },
+    enumerable: true
   };
-  event.body = e.isJson ? __parse(e.bodyRaw) : undefined;
-  event.data = event.body;
-  event.metadata = __parse(e.metadataRaw);
-  event.linkMetadata = __parse(e.linkMetadataRaw);
+  names.forEach(function (name) { Object.defineProperty(__Event.prototype, name, property); });
+}
+__lazy(['body', 'data'], __BODY, function (e) { return e.isJson ? __parse(e.bodyRaw) : undefined; });
+__lazy(['metadata'], __METADATA, function (e) { return __parse(e.metadataRaw); });
+__lazy(['linkMetadata'], __LINK_METADATA, function (e) { return __parse(e.linkMetadataRaw); });
+
+// Runs the handler for one event; returns the partition key, or null when no handler took it.
+function __one(e) {
+  var handlers = __def.handlers || {};
+  var event = new __Event(e);
   var partition = '';
   if (__def.partitionBy !== null) {
     partition = __def.partitionBy(event);
-    if (partition === undefined || partition === null) { return JSON.stringify({ handled: false }); }
+    if (partition === undefined || partition === null) { return null; }
   } else if (__def.foreachStream) {
     partition = e.streamId;
   }
   var key = String(partition);
   event.partition = key;
   var handler = e.eventType === '$streamDeleted' ? handlers.$deleted : (handlers[e.eventType] || handlers.$any);
-  if (typeof handler !== 'function') { return JSON.stringify({ handled: false }); }
-  var state = Object.prototype.hasOwnProperty.call(__states, key) ? __states[key] : __initial();
-  if (typeof handlers.$created === 'function' && !Object.prototype.hasOwnProperty.call(__states, key) && __def.foreachStream) {
-    var created = handlers.$created(state, event);
-    if (created !== undefined) { state = created; }
+  if (typeof handler !== 'function') { return null; }
+  var biState = __biState();
+  var partitioned = __def.partitionBy !== null || __def.foreachStream;
+  var isNew = !__states.has(key);
+  var state = isNew ? __initial() : __states.get(key);
+  if (biState && __shared === undefined) { __shared = __initialShared(); }
+  var pair = biState ? [state, __shared] : null;
+  if (isNew && partitioned) {
+    __newPartitions.push(key);
+    if (typeof handlers.$created === 'function') {
+      var created = handlers.$created(biState ? pair : state, event);
+      if (created !== undefined) { if (biState) { pair = created; } else { state = created; } }
+    }
   }
+  var returned = handler(biState ? pair : state, event);
+  if (biState) {
+    if (returned !== undefined) { pair = returned; }
+    state = pair[0];
+    __shared = pair[1];
+    __sharedDirty = true;
+  } else if (returned !== undefined) {
+    state = returned;
+  }
+  __states.set(key, state);
+  __dirty.add(key);
+  return key;
+}
+
+// `input`: the JSON of one event; returns whether a handler took it, its partition and what it emitted.
+function __process(input) {
   __emitted = [];
-  var returned = handler(state, event);
-  if (returned !== undefined) { state = returned; }
-  __states[key] = state;
+  var key = __one(JSON.parse(input));
+  if (key === null) { return JSON.stringify({ handled: false }); }
   return JSON.stringify({ handled: true, partition: key, emitted: __emitted });
 }
 
+// `input`: the JSON array of a batch of events. `__tick()` (from the host) restarts the time limit for each
+// event. Returns the number handled, or {handled, emits: [[index in the batch, [emitted…]], …]} when something
+// was emitted.
+function __processBatch(input) {
+  var events = JSON.parse(input);
+  var handled = 0;
+  var emits = null;
+  for (var i = 0; i < events.length; i++) {
+    __tick();
+    __emitted = [];
+    if (__one(events[i]) !== null) { handled++; }
+    if (__emitted.length > 0) {
+      if (emits === null) { emits = []; }
+      emits.push([i, __emitted]);
+    }
+  }
+  __emitted = [];
+  return emits === null ? String(handled) : JSON.stringify({ handled: handled, emits: emits });
+}
+
+// The state a query of `partition` sees. With biState the root partition ('') is the shared state.
+function __stateOf(key) {
+  if (__biState() && key === '') { return __shared; }
+  return __states.has(key) ? __states.get(key) : undefined;
+}
+
 function __state(partition) {
-  var key = String(partition || '');
-  return Object.prototype.hasOwnProperty.call(__states, key) ? JSON.stringify(__states[key]) : null;
+  var value = __stateOf(String(partition || ''));
+  return value === undefined ? null : JSON.stringify(value);
 }
 
 function __result(partition) {
-  var key = String(partition || '');
-  if (!Object.prototype.hasOwnProperty.call(__states, key)) { return null; }
-  var value = __states[key];
+  var value = __stateOf(String(partition || ''));
+  if (value === undefined) { return null; }
   for (var i = 0; i < __def.transforms.length; i++) {
     var t = __def.transforms[i];
     if (t.filter) { if (!t.filter(value)) { return null; } }
@@ -151,6 +237,50 @@ function __result(partition) {
   return value === undefined ? null : JSON.stringify(value);
 }
 
-function __restore(partition, json) { __states[String(partition)] = JSON.parse(json); }
+function __restore(partition, json) { __states.set(String(partition), JSON.parse(json)); }
 
-function __partitions() { return JSON.stringify(Object.keys(__states)); }
+// Every state, as one JSON object {partition: state}, for a checkpoint.
+function __snapshot() {
+  var out = {};
+  __states.forEach(function (value, key) { out[key] = value; });
+  return JSON.stringify(out);
+}
+
+function __snapshotShared() { return __shared === undefined ? null : JSON.stringify(__shared); }
+
+// Puts back every state of a checkpoint; forgets what was there.
+function __restoreAll(statesJson, sharedJson) {
+  var states = JSON.parse(statesJson);
+  __states = new Map();
+  for (var key in states) { __states.set(key, states[key]); }
+  __shared = sharedJson === '' ? undefined : JSON.parse(sharedJson);
+  __dirty = new Set();
+  __newPartitions = [];
+  __sharedDirty = false;
+}
+
+// The partitions changed since the last call (with '' for the shared state of a biState projection).
+function __takeDirty() {
+  var out = [];
+  __dirty.forEach(function (key) { out.push(key); });
+  if (__sharedDirty && __def.partitionBy !== null || __sharedDirty && __def.foreachStream) {
+    if (!__dirty.has('')) { out.push(''); }
+  }
+  __dirty = new Set();
+  __sharedDirty = false;
+  return JSON.stringify(out);
+}
+
+function __takeNewPartitions() {
+  var out = __newPartitions;
+  __newPartitions = [];
+  return JSON.stringify(out);
+}
+
+function __partitionCount() { return String(__states.size); }
+
+function __partitions() {
+  var out = [];
+  __states.forEach(function (value, key) { out.push(key); });
+  return JSON.stringify(out);
+}

@@ -9,6 +9,7 @@
 //! emitted stream after a start skips ids already at the stream's tail, so re-processing what followed the last
 //! checkpoint after a crash writes nothing twice.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use super::engine::{Definition, EventInput, Limits, Projection};
+use super::engine::{Batch, Definition, EventRef, Limits, Projection};
 use crate::storage::{
     AllFrom, ExpectedRevision, ProposedEvent, ResolvedItem, Store, StreamFrom, StreamRead,
 };
@@ -29,7 +30,9 @@ use crate::storage::{
 const BATCH: usize = 500;
 /// Records looked at per `$all` read (system streams and links are skipped).
 const MAX_SCAN: usize = 4096;
-/// A checkpoint at least every this many events processed …
+/// A checkpoint at least every this many events processed (or, when there are more partitions than that, every
+/// as many events as there are partitions: a checkpoint holds every partition's state, so its cost is then
+/// spread evenly over the events) …
 const CHECKPOINT_EVENTS: u64 = 10_000;
 /// … or this long after something changed.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(2);
@@ -41,6 +44,8 @@ const EMIT_NAMESPACE: Uuid = Uuid::from_u128(0x7072_6f6a_2d65_6d69_7474_6564_2d6
 pub const CHECKPOINT_EVENT_TYPE: &str = "$ProjectionCheckpoint";
 pub const RESULT_EVENT_TYPE: &str = "Result";
 pub const STREAM_TRACKED_EVENT_TYPE: &str = "$StreamTracked";
+/// One per partition of a partitioned projection, in `$projections-<name>-partitions`; data: the partition.
+pub const PARTITION_EVENT_TYPE: &str = "$partition";
 pub const EMIT_NOT_ALLOWED: &str = "'emit' is not allowed by the projection/configuration/mode";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,8 +90,13 @@ impl ProjectionConfig {
     pub fn emitted_streams_stream(&self) -> String {
         format!("$projections-{}-emittedstreams", self.name)
     }
-    fn durable(&self) -> bool {
-        self.mode == Mode::Continuous
+    pub fn partitions_stream(&self) -> String {
+        format!("$projections-{}-partitions", self.name)
+    }
+    /// Continuous and one-time projections are stored, checkpointed and resumed; transient ones live in memory
+    /// only, as in EventStoreDB.
+    pub fn durable(&self) -> bool {
+        self.mode != Mode::Transient
     }
 }
 
@@ -151,13 +161,19 @@ impl Cursor {
     }
 }
 
-/// The JSON of a `$ProjectionCheckpoint` event.
-#[derive(Debug, Serialize, Deserialize)]
+/// The JSON of a `$ProjectionCheckpoint` event (written by [`Runner::write_checkpoint`]).
+#[derive(Debug, Deserialize)]
 struct Checkpoint {
     epoch: i64,
     cursor: Cursor,
-    /// State of each partition (`""` when not partitioned).
-    states: BTreeMap<String, serde_json::Value>,
+    /// State of each partition (`""` when not partitioned): `{partition: state}`.
+    states: serde_json::Value,
+    /// The shared state of a biState projection.
+    #[serde(default)]
+    shared: Option<serde_json::Value>,
+    /// A one-time projection that reached the end of its sources.
+    #[serde(default)]
+    completed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,7 +219,8 @@ pub fn spawn(
                 definition: Definition::default(),
                 cursor: Cursor::All(0),
                 run: Run::Stopped,
-                dirty: HashSet::new(),
+                completed: false,
+                partition_count: 0,
                 since_checkpoint: 0,
                 changed_at: None,
                 pending: Vec::new(),
@@ -226,8 +243,9 @@ struct Runner {
     definition: Definition,
     cursor: Cursor,
     run: Run,
-    /// Partitions changed since the last checkpoint (their results are written with it).
-    dirty: HashSet<String>,
+    /// A one-time projection that has reached the end of its sources (kept in its checkpoint).
+    completed: bool,
+    partition_count: usize,
     since_checkpoint: u64,
     changed_at: Option<Instant>,
     /// Emitted and not yet written: (stream, event).
@@ -244,6 +262,8 @@ enum Step {
     More,
     /// Caught up: wait for a commit.
     CaughtUp,
+    /// Events are held back (`reorderEvents`): read again after this long, or on a commit.
+    Wait(Duration),
 }
 
 impl Runner {
@@ -268,14 +288,18 @@ impl Runner {
             } else {
                 Step::CaughtUp
             };
-            if matches!(step, Step::More) {
-                continue;
-            }
-            // Idle: checkpoint what changed, then wait for a commit (when running) or a command.
+            let wait = match step {
+                Step::More => continue,
+                Step::CaughtUp => None,
+                Step::Wait(duration) => Some(duration),
+            };
+            // Idle: checkpoint what changed (a one-time projection completes), then wait for a commit (when
+            // running) or a command.
             if self.run == Run::Running {
-                self.checkpoint_if_dirty();
-                if self.config.mode == Mode::OneTime {
-                    self.set_run(Run::Completed, "");
+                if self.config.mode == Mode::OneTime && wait.is_none() {
+                    self.complete();
+                } else {
+                    self.checkpoint_if_dirty();
                 }
             }
             let running = self.run == Run::Running;
@@ -287,6 +311,7 @@ impl Runner {
                     changed = commits.changed(), if running => {
                         if changed.is_err() { Some(None) } else { None }
                     }
+                    () = tokio::time::sleep(wait.unwrap_or_default()), if running && wait.is_some() => None,
                 }
             });
             let keep_going = match woke {
@@ -348,7 +373,6 @@ impl Runner {
             Command::Reset(config, reply) => {
                 self.config = config;
                 self.pending.clear();
-                self.dirty.clear();
                 self.start(false);
                 if self.config.durable() && self.engine.is_some() {
                     // The reset is durable: a restart must not go back to the old checkpoint.
@@ -386,6 +410,16 @@ impl Runner {
         stats.state_reason = reason.to_owned();
     }
 
+    /// A one-time projection at the end of its sources: checkpointed as completed, so that it stays Completed,
+    /// with its state and result, across a restart.
+    fn complete(&mut self) {
+        self.completed = true;
+        self.write_checkpoint();
+        if self.run == Run::Running {
+            self.set_run(Run::Completed, "");
+        }
+    }
+
     fn fault(&mut self, reason: String) {
         tracing::warn!(projection = %self.config.name, %reason, "projection faulted");
         self.pending.clear();
@@ -399,8 +433,9 @@ impl Runner {
         self.engine = None;
         self.needs_reload = false;
         self.pending.clear();
-        self.dirty.clear();
         self.deduped.clear();
+        self.completed = false;
+        self.partition_count = 0;
         self.since_checkpoint = 0;
         self.changed_at = None;
         {
@@ -416,18 +451,35 @@ impl Runner {
             }
         };
         self.definition = engine.definition().clone();
+        if let Err(reason) = self.definition.validate() {
+            self.fault(reason);
+            return;
+        }
         self.cursor = self.initial_cursor();
         if from_checkpoint && self.config.durable() {
             match self.read_checkpoint() {
                 Ok(Some(checkpoint)) if checkpoint.epoch == self.config.epoch => {
-                    for (partition, state) in &checkpoint.states {
-                        if let Err(error) = engine.restore(partition, &state.to_string()) {
+                    let shared = checkpoint.shared.as_ref().map(ToString::to_string);
+                    let restored = engine
+                        .restore_all(&checkpoint.states.to_string(), shared.as_deref())
+                        .and_then(|()| engine.partition_count());
+                    match restored {
+                        Ok(count) => self.partition_count = count,
+                        Err(error) => {
                             self.fault(format!("cannot restore the checkpoint: {error}"));
                             return;
                         }
                     }
-                    self.stats.lock().partitions_cached = checkpoint.states.len() as i32;
+                    self.stats.lock().partitions_cached =
+                        i32::try_from(self.partition_count).unwrap_or(i32::MAX);
                     self.merge_cursor(checkpoint.cursor);
+                    if checkpoint.completed && self.config.mode == Mode::OneTime {
+                        self.completed = true;
+                        self.engine = Some(engine);
+                        self.publish_position(true);
+                        self.set_run(Run::Completed, "");
+                        return;
+                    }
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -522,27 +574,36 @@ impl Runner {
 
     /// Reads and processes one batch.
     fn step(&mut self) -> Step {
-        let batch = match self.read_batch() {
-            Ok(batch) => batch,
+        let read = match self.read_batch() {
+            Ok(read) => read,
             Err(error) => {
                 self.fault(format!("cannot read the projection's source: {error}"));
                 return Step::CaughtUp;
             }
         };
-        let (items, next, more) = batch;
         let started = Instant::now();
-        for (key, item) in items {
-            if let Err(reason) = self.process(key, &item) {
+        let outcome = match self.process(&read.items) {
+            Ok(outcome) => outcome,
+            Err(reason) => {
                 self.fault(reason);
                 return Step::CaughtUp;
             }
+        };
+        {
+            let mut stats = self.stats.lock();
+            stats.core_processing_ms += started.elapsed().as_millis() as i64;
+            stats.events_processed += i64::try_from(outcome).unwrap_or(i64::MAX);
+            if self.definition.partitioned {
+                stats.partitions_cached = i32::try_from(self.partition_count).unwrap_or(i32::MAX);
+            } else if stats.events_processed > 0 {
+                stats.partitions_cached = 1;
+            }
         }
-        self.stats.lock().core_processing_ms += started.elapsed().as_millis() as i64;
-        self.cursor = next;
+        self.cursor = read.next;
         if !self.pending.is_empty() {
             // Emitted events are written before the checkpoint that covers their cause.
             self.write_checkpoint();
-        } else if self.since_checkpoint >= CHECKPOINT_EVENTS
+        } else if self.since_checkpoint >= CHECKPOINT_EVENTS.max(self.partition_count as u64)
             || self
                 .changed_at
                 .is_some_and(|t| t.elapsed() >= CHECKPOINT_INTERVAL)
@@ -550,17 +611,16 @@ impl Runner {
             self.checkpoint_if_dirty();
         }
         self.publish_position(false);
-        if more {
-            Step::More
-        } else {
-            Step::CaughtUp
+        match (read.more, read.wait) {
+            (true, _) => Step::More,
+            (false, Some(wait)) => Step::Wait(wait),
+            (false, None) => Step::CaughtUp,
         }
     }
 
     /// The next events in source order, each with a unique key (its position), the cursor after them, and
     /// whether more may follow.
-    #[allow(clippy::type_complexity)]
-    fn read_batch(&self) -> Result<(Vec<(u64, ResolvedItem)>, Cursor, bool), String> {
+    fn read_batch(&self) -> Result<SourceRead, String> {
         match &self.cursor {
             Cursor::All(position) => {
                 let include_links = self.definition.includes_links();
@@ -585,9 +645,18 @@ impl Runner {
                     .map(|i| (i.record.position, i))
                     .collect();
                 let next = read.next.max(*position);
-                Ok((items, Cursor::All(next), !read.reached_end))
+                Ok(SourceRead {
+                    items,
+                    next: Cursor::All(next),
+                    more: !read.reached_end,
+                    wait: None,
+                })
             }
             Cursor::Streams(streams) => {
+                // Only events committed before the reads start are taken: a stream read later could otherwise
+                // return an event committed after one that an earlier stream's read missed, and the two would
+                // be processed out of `$all` order.
+                let committed = self.store.committed_end();
                 // Read a batch of each stream, then keep only what is certainly in order: up to the lowest last
                 // position among streams that may have more.
                 let mut fetched: Vec<(String, u64, ResolvedItem)> = Vec::new();
@@ -615,6 +684,9 @@ impl Runner {
                             .target
                             .as_ref()
                             .map_or(item.record.position, |t| t.position);
+                        if item.record.position >= committed {
+                            continue;
+                        }
                         last_key = last_key.max(key);
                         fetched.push((stream.clone(), key, item));
                     }
@@ -624,6 +696,25 @@ impl Runner {
                     }
                 }
                 fetched.sort_by_key(|(_, key, _)| *key);
+                // reorderEvents: an event is processed once it is `processingLag` old, so that events of the
+                // other streams committed around it are processed in `$all` order with it.
+                let mut wait = None;
+                if let Some(lag) = self.definition.processing_lag() {
+                    let now = crate::storage::now_ticks();
+                    let lag_ticks = i64::try_from(lag.as_micros() * 10).unwrap_or(i64::MAX);
+                    if let Some((_, key, item)) = fetched.iter().find(|(_, _, item)| {
+                        let event = item.target.as_ref().unwrap_or(&item.record);
+                        event.created.saturating_add(lag_ticks) > now
+                    }) {
+                        let event = item.target.as_ref().unwrap_or(&item.record);
+                        let due = event.created.saturating_add(lag_ticks) - now;
+                        wait = Some(Duration::from_micros(
+                            u64::try_from(due / 10).unwrap_or(0).max(1_000),
+                        ));
+                        cutoff = cutoff.min(key.saturating_sub(1));
+                        more = false;
+                    }
+                }
                 let mut next = streams.clone();
                 let mut items = Vec::with_capacity(fetched.len());
                 for (stream, key, item) in fetched {
@@ -639,141 +730,191 @@ impl Runner {
                     }
                     items.push((key, item));
                 }
-                Ok((items, Cursor::Streams(next), more))
+                Ok(SourceRead {
+                    items,
+                    next: Cursor::Streams(next),
+                    more,
+                    wait,
+                })
             }
         }
     }
 
-    fn process(&mut self, key: u64, item: &ResolvedItem) -> Result<(), String> {
-        let (event, link) = match &item.target {
-            Some(target) => (target, Some(&item.record)),
-            None => (&item.record, None),
-        };
-        if !self.definition.handles(&event.event_type) {
-            return Ok(());
-        }
+    /// Runs the handlers over a batch (one call into the engine) and queues what they emitted; returns how
+    /// many events a handler took.
+    fn process(&mut self, items: &[(u64, ResolvedItem)]) -> Result<u64, String> {
         let Some(engine) = &self.engine else {
-            return Ok(());
+            return Ok(0);
         };
-        let input = EventInput {
-            stream_id: event.stream.clone(),
-            sequence_number: event.revision,
-            event_type: event.event_type.clone(),
-            event_id: event.id.hyphenated().to_string(),
-            category: event
-                .stream
-                .split_once('-')
-                .map_or(event.stream.as_str(), |(c, _)| c)
-                .to_owned(),
-            is_json: event.is_json,
-            body_raw: String::from_utf8_lossy(&event.data).into_owned(),
-            metadata_raw: String::from_utf8_lossy(&event.metadata).into_owned(),
-            link_metadata_raw: link
-                .map(|l| String::from_utf8_lossy(&l.metadata).into_owned())
-                .unwrap_or_default(),
-        };
-        let processed = engine.process(&input).map_err(|e| e.to_string())?;
-        if !processed.handled {
-            return Ok(());
+        let mut batch = Batch::default();
+        let mut keys = Vec::with_capacity(items.len());
+        for (key, item) in items {
+            let (event, link) = match &item.target {
+                Some(target) => (target, Some(&item.record)),
+                None => (&item.record, None),
+            };
+            if !self.definition.handles(&event.event_type) {
+                continue;
+            }
+            let input = EventRef {
+                stream_id: &event.stream,
+                sequence_number: event.revision,
+                event_type: &event.event_type,
+                event_id: event.id.hyphenated(),
+                category: event
+                    .stream
+                    .split_once('-')
+                    .map_or(event.stream.as_str(), |(c, _)| c),
+                is_json: event.is_json,
+                body_raw: String::from_utf8_lossy(&event.data),
+                metadata_raw: String::from_utf8_lossy(&event.metadata),
+                link_metadata_raw: link
+                    .map_or(Cow::Borrowed(""), |l| String::from_utf8_lossy(&l.metadata)),
+            };
+            batch.push(&input).map_err(|e| e.to_string())?;
+            keys.push(*key);
         }
-        if !processed.emitted.is_empty() && !self.config.emit_enabled {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let outcome = engine.process_batch(batch).map_err(|e| e.to_string())?;
+        if self.definition.partitioned {
+            self.partition_count = engine.partition_count().map_err(|e| e.to_string())?;
+        }
+        if !outcome.emits.is_empty() && !self.config.emit_enabled {
             return Err(EMIT_NOT_ALLOWED.to_owned());
         }
-        for (index, emitted) in processed.emitted.into_iter().enumerate() {
-            let id = Uuid::new_v5(
-                &EMIT_NAMESPACE,
-                format!("{}/{}/{key}/{index}", self.config.name, self.config.epoch).as_bytes(),
-            );
-            let event = ProposedEvent {
-                id,
-                event_type: emitted.event_type,
-                is_json: emitted.is_json,
-                metadata: emitted.metadata.map(Bytes::from).unwrap_or_default(),
-                data: Bytes::from(emitted.body),
-            };
-            self.pending.push((emitted.stream, event));
+        for (index, emitted) in outcome.emits {
+            let key = keys.get(index).copied().unwrap_or_default();
+            for (n, emitted) in emitted.into_iter().enumerate() {
+                let event = ProposedEvent {
+                    id: emitted_event_id(&self.config, key, n),
+                    event_type: emitted.event_type,
+                    is_json: emitted.is_json,
+                    metadata: emitted.metadata.map(Bytes::from).unwrap_or_default(),
+                    data: Bytes::from(emitted.body),
+                };
+                self.pending.push((emitted.stream, event));
+            }
         }
-        self.dirty.insert(processed.partition);
-        self.since_checkpoint += 1;
-        self.changed_at.get_or_insert_with(Instant::now);
-        self.stats.lock().events_processed += 1;
-        Ok(())
+        if outcome.handled > 0 {
+            self.since_checkpoint += outcome.handled;
+            self.changed_at.get_or_insert_with(Instant::now);
+        }
+        Ok(outcome.handled)
     }
 
     fn checkpoint_if_dirty(&mut self) {
-        if self.config.durable()
-            && (self.since_checkpoint > 0 || !self.pending.is_empty() || !self.dirty.is_empty())
-        {
+        if self.config.durable() && (self.since_checkpoint > 0 || !self.pending.is_empty()) {
             self.write_checkpoint();
         } else if !self.config.durable() {
             // Nothing durable: emitted events still go out.
             self.flush_emitted();
-            self.dirty.clear();
+            if let Some(engine) = &self.engine {
+                let _ = engine.take_dirty();
+                let _ = engine.take_new_partitions();
+            }
             self.since_checkpoint = 0;
             self.changed_at = None;
         }
     }
 
-    /// Writes the pending emitted events, the changed results, then the checkpoint.
+    /// Writes the pending emitted events and the new partitions' `$partition` events, the changed results,
+    /// then the checkpoint.
     fn write_checkpoint(&mut self) {
-        if !self.flush_emitted() {
-            return;
+        if self.config.durable() && self.definition.partitioned {
+            let partitions = match self.engine.as_ref().map(Projection::take_new_partitions) {
+                Some(Ok(partitions)) => partitions,
+                Some(Err(error)) => {
+                    self.fault(error.to_string());
+                    return;
+                }
+                None => Vec::new(),
+            };
+            let stream = self.config.partitions_stream();
+            for partition in partitions {
+                let id = Uuid::new_v5(
+                    &EMIT_NAMESPACE,
+                    format!(
+                        "{}/{}/partition/{partition}",
+                        self.config.name, self.config.epoch
+                    )
+                    .as_bytes(),
+                );
+                let event = ProposedEvent {
+                    id,
+                    event_type: PARTITION_EVENT_TYPE.to_owned(),
+                    is_json: false,
+                    metadata: Bytes::new(),
+                    data: Bytes::from(partition),
+                };
+                self.pending.push((stream.clone(), event));
+            }
         }
-        if !self.config.durable() {
-            self.dirty.clear();
+        if !self.flush_emitted() {
             return;
         }
         let Some(engine) = &self.engine else {
             return;
         };
+        let dirty = match engine.take_dirty() {
+            Ok(dirty) => dirty,
+            Err(error) => {
+                self.fault(error.to_string());
+                return;
+            }
+        };
+        if !self.config.durable() {
+            return;
+        }
         if self.definition.output_state {
             let mut results = Vec::new();
-            for partition in &self.dirty {
+            for partition in &dirty {
                 if let Ok(Some(result)) = engine.result(partition) {
                     results.push((self.result_stream(partition), result));
                 }
             }
-            for (stream, result) in results {
-                let event = json_event(RESULT_EVENT_TYPE, result.into_bytes());
-                if let Err(error) = self.append(stream, vec![event]) {
+            // Many partitions' results at once: the writer commits them together.
+            for chunk in results.chunks(1_000) {
+                let appends = chunk.iter().map(|(stream, result)| {
+                    let event = json_event(RESULT_EVENT_TYPE, result.clone().into_bytes());
+                    self.store
+                        .append(stream.clone(), ExpectedRevision::Any, vec![event])
+                });
+                let written = self.runtime.block_on(futures::future::join_all(appends));
+                if let Some(Err(error)) = written.into_iter().find(Result::is_err) {
                     self.fault(format!("cannot write the result: {error}"));
                     return;
                 }
             }
         }
-        let mut states = BTreeMap::new();
-        let partitions = match engine.partitions() {
-            Ok(p) => p,
+        let (states, shared) = match engine.snapshot() {
+            Ok(snapshot) => snapshot,
             Err(error) => {
                 self.fault(error.to_string());
                 return;
             }
         };
-        for partition in partitions {
-            if let Ok(Some(state)) = engine.state(&partition) {
-                let value = serde_json::from_str(&state).unwrap_or(serde_json::Value::Null);
-                states.insert(partition, value);
-            }
-        }
-        self.stats.lock().partitions_cached = i32::try_from(states.len()).unwrap_or(i32::MAX);
-        let checkpoint = Checkpoint {
-            epoch: self.config.epoch,
-            cursor: self.cursor.clone(),
-            states,
-        };
-        let data = match serde_json::to_vec(&checkpoint) {
-            Ok(data) => data,
+        let cursor = match serde_json::to_string(&self.cursor) {
+            Ok(cursor) => cursor,
             Err(error) => {
                 self.fault(error.to_string());
                 return;
             }
         };
-        let event = json_event(CHECKPOINT_EVENT_TYPE, data);
+        // Written by hand: the states are already JSON, and re-parsing 100,000 of them would cost more than
+        // the projection spent on the events.
+        let data = format!(
+            "{{\"epoch\":{},\"cursor\":{cursor},\"states\":{states},\"shared\":{},\"completed\":{}}}",
+            self.config.epoch,
+            shared.as_deref().unwrap_or("null"),
+            self.completed
+        );
+        let event = json_event(CHECKPOINT_EVENT_TYPE, data.into_bytes());
         if let Err(error) = self.append(self.config.checkpoint_stream(), vec![event]) {
             self.fault(format!("cannot write the checkpoint: {error}"));
             return;
         }
-        self.dirty.clear();
         self.since_checkpoint = 0;
         self.changed_at = None;
         self.publish_position(true);
@@ -819,7 +960,10 @@ impl Runner {
             if events.is_empty() {
                 continue;
             }
-            if self.config.track_emitted_streams && !self.tracked.contains(&stream) {
+            if self.config.track_emitted_streams
+                && !self.tracked.contains(&stream)
+                && stream != self.config.partitions_stream()
+            {
                 let event = ProposedEvent {
                     id: Uuid::new_v5(
                         &EMIT_NAMESPACE,
@@ -885,6 +1029,27 @@ impl Runner {
         stats.position = position;
         stats.progress = progress;
     }
+}
+
+/// What one read of the sources gave.
+struct SourceRead {
+    /// Events in source order, each with a unique key (its `$all` position).
+    items: Vec<(u64, ResolvedItem)>,
+    /// The cursor after them.
+    next: Cursor,
+    /// Whether more may follow at once.
+    more: bool,
+    /// Events held back by `reorderEvents`, due after this long.
+    wait: Option<Duration>,
+}
+
+/// The id of the `index`-th event emitted while processing the event at `key`: the same on every run of the
+/// same epoch, so that what a crash made the projection emit twice is recognised.
+pub fn emitted_event_id(config: &ProjectionConfig, key: u64, index: usize) -> Uuid {
+    Uuid::new_v5(
+        &EMIT_NAMESPACE,
+        format!("{}/{}/{key}/{index}", config.name, config.epoch).as_bytes(),
+    )
 }
 
 fn json_event(event_type: &str, data: Vec<u8>) -> ProposedEvent {

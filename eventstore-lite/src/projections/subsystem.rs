@@ -5,8 +5,13 @@
 //! `$projections-$all` list the projections; each definition change is a `$ProjectionUpdated` event (the JSON of
 //! [`ProjectionConfig`]) in `$projections-<name>`, whose event number is the projection's version (create 0,
 //! first update 1); progress is in `$projections-<name>-checkpoint`, results in `$projections-<name>-result`.
-//! Continuous projections are durable and resume from their checkpoint on start; one-time and transient ones live
-//! in memory only.
+//! Continuous and one-time projections are durable: they are loaded on start and resume from their checkpoint (a
+//! completed one-time projection stays Completed, with its state). Transient projections are not stored, as in
+//! EventStoreDB: a restart forgets them.
+//!
+//! The version follows EventStoreDB's rule: every change written to the definition stream bumps it — update,
+//! enable (unless the projection is already running), disable, abort, reset — and a reset sets the epoch to the
+//! new version.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -70,7 +75,7 @@ pub struct Subsystem {
 }
 
 impl Subsystem {
-    /// Loads every stored continuous projection and starts it from its checkpoint.
+    /// Loads every stored projection and starts it from its checkpoint.
     pub async fn start(store: Store) -> Result<Self, ProjectionError> {
         let subsystem = Self {
             store,
@@ -181,7 +186,7 @@ impl Subsystem {
             track_emitted_streams,
             epoch: 0,
         };
-        let version = if mode == Mode::Continuous {
+        let version = if config.durable() {
             self.register(CREATED_EVENT_TYPE, &name).await?;
             self.persist(&config).await?
         } else {
@@ -216,11 +221,7 @@ impl Subsystem {
         config: ProjectionConfig,
         command: impl FnOnce(ProjectionConfig, oneshot::Sender<()>) -> Command,
     ) -> Result<(), ProjectionError> {
-        if config.mode == Mode::Continuous {
-            handle.version = self.persist(&config).await?;
-        } else {
-            handle.version += 1;
-        }
+        handle.version = self.write_definition(handle.version, &config).await?;
         handle.config = config.clone();
         ask(
             &handle.commands,
@@ -228,6 +229,20 @@ impl Subsystem {
             &handle.config.name,
         )
         .await
+    }
+
+    /// Stores `config` (a durable projection's) and returns the new version: the event number of the new
+    /// definition; a transient projection's version goes up by one all the same.
+    async fn write_definition(
+        &self,
+        version: i64,
+        config: &ProjectionConfig,
+    ) -> Result<i64, ProjectionError> {
+        if config.durable() {
+            self.persist(config).await
+        } else {
+            Ok(version + 1)
+        }
     }
 
     pub async fn enable(&self, name: &str) -> Result<(), ProjectionError> {
@@ -252,23 +267,25 @@ impl Subsystem {
     ) -> Result<(), ProjectionError> {
         let mut projections = self.projections.lock().await;
         let handle = projections.get_mut(name).ok_or_else(|| not_found(name))?;
-        if handle.config.enabled != enabled {
+        // EventStoreDB answers an enable of a running projection without writing anything; every other enable,
+        // and every disable or abort, writes the definition (and so bumps the version).
+        let running = handle.stats.lock().status == "Running";
+        if !(enabled && handle.config.enabled && running) {
             let mut config = handle.config.clone();
             config.enabled = enabled;
-            if config.mode == Mode::Continuous {
-                handle.version = self.persist(&config).await?;
-            }
+            handle.version = self.write_definition(handle.version, &config).await?;
             handle.config = config;
         }
         ask(&handle.commands, command, name).await
     }
 
-    /// Starts the projection again from the beginning, with a new epoch.
+    /// Starts the projection again from the beginning, with a new epoch: the version the reset is written
+    /// under, as EventStoreDB numbers it.
     pub async fn reset(&self, name: &str) -> Result<(), ProjectionError> {
         let mut projections = self.projections.lock().await;
         let handle = projections.get_mut(name).ok_or_else(|| not_found(name))?;
         let mut config = handle.config.clone();
-        config.epoch += 1;
+        config.epoch = handle.version + 1;
         self.apply(handle, config, Command::Reset).await
     }
 
@@ -286,7 +303,7 @@ impl Subsystem {
         };
         let emitted = handle.stats.lock().emitted_streams.clone();
         stop(&mut handle).await;
-        if handle.config.mode != Mode::Continuous {
+        if !handle.config.durable() {
             return Ok(());
         }
         self.register(DELETED_EVENT_TYPE, name).await?;
@@ -296,6 +313,9 @@ impl Subsystem {
         }
         if delete_state_stream {
             owned.push(format!("$projections-{name}-result"));
+        }
+        if delete_checkpoint_stream {
+            owned.push(handle.config.partitions_stream());
         }
         if delete_emitted_streams {
             owned.extend(emitted);
@@ -443,7 +463,7 @@ fn event(event_type: &str, is_json: bool, data: Vec<u8>) -> ProposedEvent {
     }
 }
 
-/// The stored continuous projections with their versions, in creation order.
+/// The stored projections with their versions, in creation order.
 fn load_definitions(store: &Store) -> Result<Vec<(ProjectionConfig, i64)>, ProjectionError> {
     let failed = |e: crate::storage::ReadError| ProjectionError::Failed(e.to_string());
     let mut names: Vec<String> = Vec::new();

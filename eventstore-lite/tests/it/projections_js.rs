@@ -444,12 +444,13 @@ async fn disable_abort_enable_and_reset() {
     )
     .await;
 
-    // Reset: back to the beginning with a new epoch; the same events give the same state.
+    // Reset: back to the beginning with a new epoch (the version it is written under: create, disable,
+    // enable, abort, enable, reset); the same events give the same state.
     within("reset", projections.reset("counter", &options))
         .await
         .expect("reset");
     let after = status(&projections, "counter").await;
-    assert_eq!(after.epoch, 1);
+    assert_eq!((after.version, after.epoch), (5, 5));
     wait_for_state(
         &projections,
         "counter",
@@ -734,5 +735,554 @@ async fn after_a_crash_a_projection_resumes_and_emits_nothing_twice() -> anyhow:
         .map(|(_, body)| body["amount"].clone())
         .collect();
     assert_eq!(amounts, [json!(100), json!(150), json!(300)]);
+    Ok(())
+}
+
+/// The Rust client creates continuous projections only; one-time and transient ones are created here with the
+/// protocol's own `Create` message (field numbers of `projections.proto`), over a plain gRPC channel.
+mod raw {
+    use std::net::SocketAddr;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct CreateReq {
+        #[prost(message, optional, tag = "1")]
+        pub options: Option<CreateOptions>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct CreateOptions {
+        #[prost(oneof = "Mode", tags = "1, 2")]
+        pub mode: Option<Mode>,
+        #[prost(string, tag = "4")]
+        pub query: String,
+    }
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Mode {
+        #[prost(message, tag = "1")]
+        OneTime(Empty),
+        #[prost(message, tag = "2")]
+        Transient(Named),
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Empty {}
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Named {
+        #[prost(string, tag = "1")]
+        pub name: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct CreateResp {}
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct StatisticsReq {
+        #[prost(message, optional, tag = "1")]
+        pub options: Option<StatisticsOptions>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct StatisticsOptions {
+        /// `all`
+        #[prost(message, optional, tag = "2")]
+        pub all: Option<Empty>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct StatisticsResp {
+        #[prost(message, optional, tag = "1")]
+        pub details: Option<Details>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Details {
+        #[prost(string, tag = "10")]
+        pub name: String,
+        #[prost(string, tag = "11")]
+        pub mode: String,
+    }
+
+    async fn connect(addr: SocketAddr) -> tonic::client::Grpc<tonic::transport::Channel> {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("a valid URI")
+            .connect()
+            .await
+            .expect("the server accepts a connection");
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.expect("the channel is ready");
+        grpc
+    }
+
+    /// `(name, mode)` of every projection (Statistics with `all`, which the Rust client never asks for).
+    pub async fn all(addr: SocketAddr) -> Vec<(String, String)> {
+        let mut grpc = connect(addr).await;
+        let request = StatisticsReq {
+            options: Some(StatisticsOptions {
+                all: Some(Empty {}),
+            }),
+        };
+        let mut stream = grpc
+            .server_streaming(
+                tonic::Request::new(request),
+                http::uri::PathAndQuery::from_static(
+                    "/event_store.client.projections.Projections/Statistics",
+                ),
+                tonic::codec::ProstCodec::<StatisticsReq, StatisticsResp>::default(),
+            )
+            .await
+            .expect("statistics")
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(item) = stream.message().await.expect("a statistics item") {
+            let details = item.details.unwrap_or_default();
+            out.push((details.name, details.mode));
+        }
+        out
+    }
+
+    pub async fn create(addr: SocketAddr, mode: Mode, query: &str) -> Result<(), tonic::Status> {
+        let mut grpc = connect(addr).await;
+        let request = CreateReq {
+            options: Some(CreateOptions {
+                mode: Some(mode),
+                query: query.to_owned(),
+            }),
+        };
+        grpc.unary(
+            tonic::Request::new(request),
+            http::uri::PathAndQuery::from_static(
+                "/event_store.client.projections.Projections/Create",
+            ),
+            tonic::codec::ProstCodec::<CreateReq, CreateResp>::default(),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+async fn listed(projections: &ProjectionClient) -> Vec<ProjectionStatus> {
+    use futures::TryStreamExt;
+    within("list", async {
+        projections
+            .list(&GenericProjectionOptions::default())
+            .await
+            .expect("list")
+            .try_collect::<Vec<_>>()
+            .await
+            .expect("list items")
+    })
+    .await
+}
+
+const DEPOSITS: &str = "fromCategory('account').when({
+    $init: function() { return { count: 0, total: 0 }; },
+    Deposited: function(s, e) { s.count += 1; s.total += e.body.amount; }
+}).outputState()";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_one_time_projection_stays_completed_across_a_restart_and_a_transient_one_is_forgotten(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let one_time = {
+        let app = start_on(dir.path()).await;
+        let projections = projections_for(&app);
+        append(
+            &app.client,
+            "account-1",
+            "Deposited",
+            &[json!({"amount": 10}), json!({"amount": 20})],
+        )
+        .await;
+        within(
+            "a one-time create",
+            raw::create(app.addr(), raw::Mode::OneTime(raw::Empty {}), DEPOSITS),
+        )
+        .await?;
+        within(
+            "a transient create",
+            raw::create(
+                app.addr(),
+                raw::Mode::Transient(raw::Named {
+                    name: "passing".to_owned(),
+                }),
+                DEPOSITS,
+            ),
+        )
+        .await?;
+        let all = within("statistics", raw::all(app.addr())).await;
+        let one_time = all
+            .iter()
+            .find(|(_, mode)| mode == "OneTime")
+            .map(|(name, _)| name.clone())
+            .expect("the one-time projection is listed under a generated name");
+        assert!(
+            all.contains(&("passing".to_owned(), "Transient".to_owned())),
+            "{all:?}"
+        );
+        wait_for_status(&projections, &one_time, "Completed").await;
+        assert_eq!(
+            state(&projections, &one_time, "").await,
+            json!({"count": 2.0, "total": 30.0})
+        );
+        wait_for_state(
+            &projections,
+            "passing",
+            "",
+            json!({"count": 2.0, "total": 30.0}),
+        )
+        .await;
+        // A completed one-time projection does not take later events.
+        append(
+            &app.client,
+            "account-1",
+            "Deposited",
+            &[json!({"amount": 5})],
+        )
+        .await;
+        wait_for_state(
+            &projections,
+            "passing",
+            "",
+            json!({"count": 3.0, "total": 35.0}),
+        )
+        .await;
+        assert_eq!(
+            state(&projections, &one_time, "").await,
+            json!({"count": 2.0, "total": 30.0})
+        );
+        let TestApp { server, client } = app;
+        drop(client);
+        within("the shutdown", server.shutdown()).await?;
+        one_time
+    };
+
+    let app = start_on(dir.path()).await;
+    let projections = projections_for(&app);
+    let after = wait_for_status(&projections, &one_time, "Completed").await;
+    assert_eq!(after.mode, "OneTime");
+    assert_eq!(
+        state(&projections, &one_time, "").await,
+        json!({"count": 2.0, "total": 30.0})
+    );
+    assert_eq!(
+        result(&projections, &one_time, "").await,
+        json!({"count": 2.0, "total": 30.0})
+    );
+    let missing = projections
+        .get_status("passing", &GenericProjectionOptions::default())
+        .await;
+    assert!(
+        matches!(missing, Err(eventstore::Error::ResourceNotFound)),
+        "a transient projection is not stored: {missing:?}"
+    );
+    assert_eq!(
+        within("statistics", raw::all(app.addr())).await,
+        [(one_time, "OneTime".to_owned())]
+    );
+    assert!(
+        listed(&projections).await.is_empty(),
+        "no continuous projection"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reorder_events_processes_several_streams_in_all_order_and_bad_options_fault_with_eventstoredbs_messages(
+) {
+    let app = spawn_app().await;
+    let projections = projections_for(&app);
+    create(
+        &projections,
+        "merged",
+        "options({ reorderEvents: true, processingLag: 100 });
+         fromStreams(['left-1', 'right-1']).when({
+            $init: function() { return { seen: [] }; },
+            $any: function(s, e) { s.seen.push(e.streamId + ':' + e.sequenceNumber); }
+         })",
+        false,
+    )
+    .await;
+    for (stream, n) in [
+        ("left-1", 0),
+        ("right-1", 0),
+        ("right-1", 1),
+        ("left-1", 1),
+        ("right-1", 2),
+    ] {
+        append(&app.client, stream, "Tick", &[json!({ "n": n })]).await;
+    }
+    wait_for_state(
+        &projections,
+        "merged",
+        "",
+        json!({"seen": ["left-1:0", "right-1:0", "right-1:1", "left-1:1", "right-1:2"]}),
+    )
+    .await;
+    assert_eq!(status(&projections, "merged").await.status, "Running");
+
+    for (name, query, reason) in [
+        (
+            "reorder-all",
+            "options({ reorderEvents: true, processingLag: 100 }); fromAll().when({ $any: function(s) { return s; } })",
+            "Event reordering cannot be used with fromAll()",
+        ),
+        (
+            "reorder-one",
+            "options({ reorderEvents: true, processingLag: 100 }); fromStreams(['a-1']).when({ $any: function(s) { return s; } })",
+            "Event reordering is only available in fromStreams([]) projections",
+        ),
+        (
+            "reorder-quick",
+            "options({ reorderEvents: true, processingLag: 10 }); fromStreams(['a-1', 'b-1']).when({ $any: function(s) { return s; } })",
+            "Event reordering requires processing lag at least of 50ms",
+        ),
+    ] {
+        create(&projections, name, query, false).await;
+        let faulted = wait_for_status(&projections, name, "Faulted").await;
+        assert_eq!(faulted.state_reason, reason);
+    }
+}
+
+const SHARED: &str = "options({ biState: true });
+fromCategory('account').foreachStream().when({
+    $init: function() { return { n: 0 }; },
+    $initShared: function() { return { total: 0, accounts: 0 }; },
+    $created: function(s, e) { s[1].accounts += 1; },
+    Deposited: function(s, e) { s[0].n += 1; s[1].total += e.body.amount; return s; }
+})";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bi_state_projection_keeps_a_state_per_partition_and_one_shared_by_all(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    {
+        let app = start_on(dir.path()).await;
+        let projections = projections_for(&app);
+        create(&projections, "shared", SHARED, false).await;
+        append(
+            &app.client,
+            "account-1",
+            "Deposited",
+            &[json!({"amount": 10}), json!({"amount": 20})],
+        )
+        .await;
+        append(
+            &app.client,
+            "account-2",
+            "Deposited",
+            &[json!({"amount": 30})],
+        )
+        .await;
+        wait_for_state(
+            &projections,
+            "shared",
+            "",
+            json!({"total": 60.0, "accounts": 2.0}),
+        )
+        .await;
+        assert_eq!(
+            state(&projections, "shared", "account-1").await,
+            json!({"n": 2.0})
+        );
+        assert_eq!(
+            state(&projections, "shared", "account-2").await,
+            json!({"n": 1.0})
+        );
+        let TestApp { server, client } = app;
+        drop(client);
+        within("the shutdown", server.shutdown()).await?;
+    }
+    // Both the partitions' and the shared state come back from the checkpoint.
+    let app = start_on(dir.path()).await;
+    let projections = projections_for(&app);
+    wait_for_state(
+        &projections,
+        "shared",
+        "",
+        json!({"total": 60.0, "accounts": 2.0}),
+    )
+    .await;
+    append(
+        &app.client,
+        "account-1",
+        "Deposited",
+        &[json!({"amount": 5})],
+    )
+    .await;
+    wait_for_state(
+        &projections,
+        "shared",
+        "",
+        json!({"total": 65.0, "accounts": 2.0}),
+    )
+    .await;
+    assert_eq!(
+        state(&projections, "shared", "account-1").await,
+        json!({"n": 3.0})
+    );
+    Ok(())
+}
+
+/// `(type, data as text)` of each event of a stream (empty when it does not exist).
+async fn raw_events_in(client: &Client, stream: &str) -> Vec<(String, String)> {
+    match read_stream(client, stream).await {
+        Ok(events) => events
+            .iter()
+            .map(|e| {
+                let event = original(e);
+                (
+                    event.event_type.clone(),
+                    String::from_utf8_lossy(&event.data).into_owned(),
+                )
+            })
+            .collect(),
+        Err(eventstore::Error::ResourceNotFound) => Vec::new(),
+        Err(other) => panic!("reading {stream}: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_projection_writes_one_partition_event_per_new_partition() {
+    let app = spawn_app().await;
+    let projections = projections_for(&app);
+    create(
+        &projections,
+        "regions",
+        "fromCategory('shop').partitionBy(function(e) { return e.body.region; }).when({
+            $any: function(s, e) { s.n = (s.n || 0) + 1; }
+        })",
+        false,
+    )
+    .await;
+    append(
+        &app.client,
+        "shop-1",
+        "Sold",
+        &[json!({"region": "north"}), json!({"region": "south"})],
+    )
+    .await;
+    wait_for_state(&projections, "regions", "south", json!({"n": 1.0})).await;
+    append(
+        &app.client,
+        "shop-2",
+        "Sold",
+        &[json!({"region": "north"}), json!({"region": "west"})],
+    )
+    .await;
+    wait_for_state(&projections, "regions", "west", json!({"n": 1.0})).await;
+    wait_for_state(&projections, "regions", "north", json!({"n": 2.0})).await;
+    let expected: Vec<(String, String)> = ["north", "south", "west"]
+        .iter()
+        .map(|p| ("$partition".to_owned(), (*p).to_owned()))
+        .collect();
+    let expected = &expected;
+    wait_until(WAIT, "three $partition events", || async {
+        &raw_events_in(&app.client, "$projections-regions-partitions").await == expected
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_definition_change_bumps_the_version_as_eventstoredb_does_and_reset_takes_the_new_version_as_epoch(
+) {
+    let app = spawn_app().await;
+    let projections = projections_for(&app);
+    let options = GenericProjectionOptions::default();
+    create(&projections, "counter", COUNTER, false).await;
+    wait_for_status(&projections, "counter", "Running").await;
+    let version = |p: ProjectionStatus| (p.version, p.epoch);
+    assert_eq!(version(status(&projections, "counter").await), (0, 0));
+
+    // Enabling a running projection changes nothing.
+    within("enable", projections.enable("counter", &options))
+        .await
+        .expect("enable");
+    assert_eq!(version(status(&projections, "counter").await), (0, 0));
+
+    within("disable", projections.disable("counter", &options))
+        .await
+        .expect("disable");
+    assert_eq!(version(status(&projections, "counter").await), (1, 0));
+    within("enable", projections.enable("counter", &options))
+        .await
+        .expect("enable");
+    assert_eq!(version(status(&projections, "counter").await), (2, 0));
+    within("abort", projections.abort("counter", &options))
+        .await
+        .expect("abort");
+    assert_eq!(version(status(&projections, "counter").await), (3, 0));
+    within("enable", projections.enable("counter", &options))
+        .await
+        .expect("enable");
+    within("reset", projections.reset("counter", &options))
+        .await
+        .expect("reset");
+    assert_eq!(version(status(&projections, "counter").await), (5, 5));
+    // Each change is a `$ProjectionUpdated` in the definition stream, whose last event number is the version.
+    assert_eq!(
+        events_in(&app.client, "$projections-counter").await.len(),
+        6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_emitted_before_a_crash_that_beat_the_checkpoint_are_not_written_again(
+) -> anyhow::Result<()> {
+    use eventstore_lite::projections::runner::{emitted_event_id, Mode, ProjectionConfig};
+    let dir = tempfile::tempdir()?;
+    {
+        // The state a crash between the emitted events' write and the checkpoint's leaves: the source event,
+        // and the alert the projection emitted for it, with the id the runner gives it — but no checkpoint.
+        let app = start_on(dir.path()).await;
+        let written = within(
+            "an append",
+            app.client.append_to_stream(
+                "account-1",
+                &Default::default(),
+                eventstore::EventData::json("Deposited", &json!({"amount": 500}))?,
+            ),
+        )
+        .await?;
+        let config = ProjectionConfig {
+            name: "alerts".to_owned(),
+            query: ALERTS.to_owned(),
+            mode: Mode::Continuous,
+            enabled: true,
+            emit_enabled: true,
+            track_emitted_streams: false,
+            epoch: 0,
+        };
+        let alert = eventstore::EventData::json(
+            "BigDeposit",
+            &json!({"stream": "account-1", "amount": 500}),
+        )?
+        .id(emitted_event_id(&config, written.position.commit, 0));
+        within(
+            "the alert",
+            app.client
+                .append_to_stream("alerts", &Default::default(), alert),
+        )
+        .await?;
+        let TestApp { server, client } = app;
+        drop(client);
+        within("the crash", server.crash()).await;
+    }
+
+    let app = start_on(dir.path()).await;
+    let projections = projections_for(&app);
+    create(&projections, "alerts", ALERTS, true).await;
+    wait_for_state(&projections, "alerts", "", json!({"n": 1.0})).await;
+    append(
+        &app.client,
+        "account-2",
+        "Deposited",
+        &[json!({"amount": 300})],
+    )
+    .await;
+    wait_for_state(&projections, "alerts", "", json!({"n": 2.0})).await;
+    wait_until(WAIT, "the second alert", || async {
+        events_in(&app.client, "alerts").await.len() >= 2
+    })
+    .await;
+    let amounts: Vec<Value> = events_in(&app.client, "alerts")
+        .await
+        .into_iter()
+        .map(|(_, body)| body["amount"].clone())
+        .collect();
+    assert_eq!(amounts, [json!(500), json!(300)]);
     Ok(())
 }
