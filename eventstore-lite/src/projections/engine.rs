@@ -142,9 +142,8 @@ pub struct EventInput {
     pub link_metadata_raw: String,
 }
 
-/// An event as a projection sees it, borrowed: what the runner serialises into a batch.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// An event as a projection sees it, borrowed: what the runner puts in a batch.
+#[derive(Debug, Clone)]
 pub struct EventRef<'a> {
     pub stream_id: &'a str,
     pub sequence_number: u64,
@@ -167,7 +166,19 @@ pub struct Batch {
 impl Batch {
     pub fn push(&mut self, event: &EventRef<'_>) -> Result<(), ProjectionError> {
         self.json.push(if self.len == 0 { b'[' } else { b',' });
-        serde_json::to_writer(&mut self.json, event)
+        // A tuple, in the order `__Event` in prelude.js reads it.
+        let tuple = (
+            event.stream_id,
+            event.sequence_number,
+            event.event_type,
+            event.event_id,
+            event.category,
+            event.is_json,
+            &event.body_raw,
+            &event.metadata_raw,
+            &event.link_metadata_raw,
+        );
+        serde_json::to_writer(&mut self.json, &tuple)
             .map_err(|e| ProjectionError::Engine(e.to_string()))?;
         self.len += 1;
         Ok(())
