@@ -570,6 +570,90 @@ mod tests {
         );
     }
 
+    fn batch_of(events: &[EventInput]) -> Batch {
+        let mut batch = Batch::default();
+        for e in events {
+            batch
+                .push(&EventRef {
+                    stream_id: &e.stream_id,
+                    sequence_number: e.sequence_number,
+                    event_type: &e.event_type,
+                    event_id: uuid::Uuid::nil().hyphenated(),
+                    category: &e.category,
+                    is_json: e.is_json,
+                    body_raw: e.body_raw.as_str().into(),
+                    metadata_raw: e.metadata_raw.as_str().into(),
+                    link_metadata_raw: e.link_metadata_raw.as_str().into(),
+                })
+                .expect("serialises");
+        }
+        batch
+    }
+
+    #[test]
+    fn a_batch_runs_every_handler_in_order_and_reports_emits_by_index() {
+        let p = Projection::compile(
+            "options({ biState: true });
+             fromAll().foreachStream().when({
+               $init: function(){ return { n: 0 }; },
+               $initShared: function(){ return { total: 0 }; },
+               X: function(s, e){ s[0].n += 1; s[1].total += e.body.amount; if (e.body.amount > 5) emit('big', 'Big', e.body); return s; }
+             })",
+            Limits::default(),
+        )
+        .expect("compiles");
+        let events = [
+            event("a-1", 0, "X", "{\"amount\":1}"),
+            event("a-2", 0, "Y", "{\"amount\":100}"),
+            event("a-1", 1, "X", "{\"amount\":10}"),
+        ];
+        let outcome = p.process_batch(batch_of(&events)).expect("runs");
+        assert_eq!(outcome.handled, 2);
+        assert_eq!(outcome.emits.len(), 1);
+        assert_eq!(outcome.emits[0].0, 2);
+        assert_eq!(outcome.emits[0].1[0].body, "{\"amount\":10}");
+        assert_eq!(p.state("a-1").expect("state").as_deref(), Some("{\"n\":2}"));
+        assert_eq!(
+            p.state("").expect("state").as_deref(),
+            Some("{\"total\":11}")
+        );
+        assert_eq!(p.take_new_partitions().expect("partitions"), ["a-1"]);
+        let mut dirty = p.take_dirty().expect("dirty");
+        dirty.sort();
+        assert_eq!(dirty, ["", "a-1"]);
+        let (states, shared) = p.snapshot().expect("snapshot");
+        let copy = Projection::compile(
+            "fromAll().foreachStream().when({ $any: function(){} })",
+            Limits::default(),
+        )
+        .expect("compiles");
+        copy.restore_all(&states, shared.as_deref())
+            .expect("restores");
+        assert_eq!(
+            copy.state("a-1").expect("state").as_deref(),
+            Some("{\"n\":2}")
+        );
+    }
+
+    #[test]
+    fn a_query_cannot_reach_the_per_event_timer() {
+        let limits = Limits {
+            time_per_call: Duration::from_millis(50),
+            ..Limits::default()
+        };
+        let sneaky = Projection::compile(
+            "fromAll().when({ $any: function(){ while (true) { if (typeof __tick === 'function') { __tick(); } } } })",
+            limits,
+        )
+        .expect("compiles");
+        assert_eq!(
+            sneaky
+                .process_batch(batch_of(&[event("a-1", 0, "X", "{}")]))
+                .err(),
+            Some(ProjectionError::TimedOut(limits.time_per_call))
+        );
+    }
+
     #[test]
     fn errors_runaways_and_greedy_projections_fault_with_a_message() {
         let syntax = Projection::compile("fromAll().when({", Limits::default())

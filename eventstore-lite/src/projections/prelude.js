@@ -199,25 +199,29 @@ function __process(input) {
   return JSON.stringify({ handled: true, partition: key, emitted: __emitted });
 }
 
-// `input`: the JSON array of a batch of events (tuples). `__tick()` (from the host) restarts the time limit for each
-// event. Returns the number handled, or {handled, emits: [[index in the batch, [emitted…]], …]} when something
+// `input`: the JSON array of a batch of events (tuples). The host's `__tick()` restarts the time limit for each
+// event; it is captured here and removed from the global scope, so that a query cannot call it to escape the
+// limit. Returns the number handled, or {handled, emits: [[index in the batch, [emitted…]], …]} when something
 // was emitted.
-function __processBatch(input) {
-  var events = JSON.parse(input);
-  var handled = 0;
-  var emits = null;
-  for (var i = 0; i < events.length; i++) {
-    __tick();
-    __emitted = [];
-    if (__one(events[i]) !== null) { handled++; }
-    if (__emitted.length > 0) {
-      if (emits === null) { emits = []; }
-      emits.push([i, __emitted]);
+var __processBatch = (function (tick) {
+  return function (input) {
+    var events = JSON.parse(input);
+    var handled = 0;
+    var emits = null;
+    for (var i = 0; i < events.length; i++) {
+      tick();
+      __emitted = [];
+      if (__one(events[i]) !== null) { handled++; }
+      if (__emitted.length > 0) {
+        if (emits === null) { emits = []; }
+        emits.push([i, __emitted]);
+      }
     }
-  }
-  __emitted = [];
-  return emits === null ? String(handled) : JSON.stringify({ handled: handled, emits: emits });
-}
+    __emitted = [];
+    return emits === null ? String(handled) : JSON.stringify({ handled: handled, emits: emits });
+  };
+})(__tick);
+delete globalThis.__tick;
 
 // The state a query of `partition` sees. With biState the root partition ('') is the shared state.
 function __stateOf(key) {
