@@ -40,6 +40,8 @@ pub const POSTING_TRIGGER: &str = "InboundPaymentSanctionsChecked";
 const PROJECTOR_NAME: &str = "accounts";
 /// How often an account's state is snapshotted (events between snapshots).
 const SNAPSHOT_EVERY: u64 = 200;
+/// Accounts whose state the service keeps in memory between postings.
+const ACCOUNTS_CACHED: usize = 100_000;
 /// How long stopping may take before tasks are abandoned.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -129,7 +131,9 @@ pub async fn run(
 
     let metrics = Metrics::new();
     let tasks = Shutdown::child_of(&shutdown);
-    let accounts = Repository::<Account>::new(store.clone()).with_snapshots_every(SNAPSHOT_EVERY);
+    let accounts = Repository::<Account>::new(store.clone())
+        .with_snapshots_every(SNAPSHOT_EVERY)
+        .with_cache(ACCOUNTS_CACHED);
 
     for replica in 0..config.replicas.max(1) {
         let repository = accounts.clone();

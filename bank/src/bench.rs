@@ -78,6 +78,24 @@ async fn wait_all_final(
         }
         if last_report.elapsed() > Duration::from_secs(2) {
             eprintln!("bench: {done}/{expected} payments final; by stage {by_stage}");
+            for url in [
+                &bank.urls.payments,
+                &bank.urls.sanctions,
+                &bank.urls.accounts,
+            ] {
+                let text = http
+                    .get(format!("{url}/metrics"))
+                    .send()
+                    .await?
+                    .text()
+                    .await?;
+                for line in text
+                    .lines()
+                    .filter(|l| l.starts_with("subscription_events_handled_total"))
+                {
+                    eprintln!("  {line}");
+                }
+            }
             last_report = Instant::now();
         }
         anyhow::ensure!(

@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's malloc, whose arenas were ~13 % of the pipeline's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     infrastructure::init_telemetry("info");

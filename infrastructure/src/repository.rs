@@ -4,7 +4,9 @@
 //! owner role on the store ([`EventStore::with_owner_role`]), new aggregates' streams and their snapshot streams
 //! are private to it.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use events::ids::deterministic_event_id;
@@ -26,7 +28,7 @@ const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// The state is serialised as JSON into snapshots, so it must round-trip through serde; bump
 /// [`Aggregate::SNAPSHOT_VERSION`] when its shape changes in a way older snapshots cannot be read as, and they
 /// are ignored (the stream is folded from its start instead).
-pub trait Aggregate: Default + Serialize + DeserializeOwned + Send + Sync {
+pub trait Aggregate: Clone + Default + Serialize + DeserializeOwned + Send + Sync {
     type Event: DomainEvent + Clone + Send + Sync;
     /// What names one aggregate (an account id, a payment id, `()` for a singleton).
     type Id: ?Sized + Sync;
@@ -152,11 +154,51 @@ pub enum ExecuteError<E> {
     Store(#[from] StoreError),
 }
 
+/// Aggregates as this process last saved them, by stream, so a decision on an aggregate this process wrote a
+/// moment ago does not read its stream again. Bounded: two generations of at most `capacity / 2` entries each;
+/// when the young one fills up, the old one is dropped and the young one becomes old (an approximate LRU
+/// without per-entry bookkeeping).
+///
+/// Only ever an optimisation: an entry may be stale (another process appended since), and the repository
+/// relies on the store's expected-revision check to find out (see [`Repository::execute`]).
+struct AggregateCache<A> {
+    generations: Mutex<[HashMap<String, Loaded<A>>; 2]>,
+    generation_capacity: usize,
+}
+
+impl<A> AggregateCache<A> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            generations: Mutex::new([HashMap::new(), HashMap::new()]),
+            generation_capacity: (capacity / 2).max(1),
+        }
+    }
+
+    /// Takes the entry out: two decisions on one aggregate at the same time do not both build on it (the
+    /// second reads the stream, and the store orders their appends).
+    fn take(&self, stream: &str) -> Option<Loaded<A>> {
+        let mut generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        let [young, old] = &mut *generations;
+        young.remove(stream).or_else(|| old.remove(stream))
+    }
+
+    fn put(&self, stream: String, loaded: Loaded<A>) {
+        let mut generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        if generations[0].len() >= self.generation_capacity {
+            generations.swap(0, 1);
+            generations[0].clear();
+        }
+        generations[1].remove(&stream);
+        generations[0].insert(stream, loaded);
+    }
+}
+
 /// Loads and saves aggregates of type `A`.
 pub struct Repository<A> {
     store: EventStore,
     snapshot_every: Option<u64>,
     max_attempts: u32,
+    cache: Option<Arc<AggregateCache<A>>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -166,6 +208,7 @@ impl<A> Clone for Repository<A> {
             store: self.store.clone(),
             snapshot_every: self.snapshot_every,
             max_attempts: self.max_attempts,
+            cache: self.cache.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -187,6 +230,17 @@ struct SnapshotRead<A> {
     revision: u64,
     occurred_at: Option<DateTime<Utc>>,
     state: A,
+}
+
+/// Where [`Repository::execute`] takes the state of its first decision from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// The cache, else the store.
+    Cached,
+    /// The cache, else the empty state (no stream yet).
+    CachedOrNew,
+    /// The store.
+    Store,
 }
 
 /// How far a load folds.
@@ -214,8 +268,18 @@ impl<A: Aggregate> Repository<A> {
             store,
             snapshot_every: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            cache: None,
             _aggregate: PhantomData,
         }
+    }
+
+    /// Remembers up to `capacity` aggregates this repository (and its clones) saved, so the next decision on
+    /// one of them starts from memory instead of reading its stream. Safe with other writers: a decision made
+    /// on a stale state fails the store's expected-revision check and is made again on a fresh load, and a
+    /// cached state that decides nothing or refuses is checked against a fresh load before that is believed.
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(Arc::new(AggregateCache::new(capacity)));
+        self
     }
 
     /// Writes a snapshot whenever `events` events have been saved since the last one.
@@ -291,24 +355,69 @@ impl<A: Aggregate> Repository<A> {
         &self,
         id: &A::Id,
         context: &CommandContext,
+        decide: F,
+    ) -> Result<Executed<A>, ExecuteError<E>>
+    where
+        F: FnMut(&A) -> Result<Vec<A::Event>, E>,
+    {
+        self.execute_from(id, context, Start::Cached, decide).await
+    }
+
+    /// [`Repository::execute`] for a command that usually creates its aggregate (a payment received, a payment
+    /// screened): unless the aggregate is cached, the first decision is made on the empty state without reading
+    /// the stream, and the append expects no stream. When the stream exists after all, the store says so and
+    /// the decision is made again on the loaded state.
+    pub async fn execute_expecting_new<F, E>(
+        &self,
+        id: &A::Id,
+        context: &CommandContext,
+        decide: F,
+    ) -> Result<Executed<A>, ExecuteError<E>>
+    where
+        F: FnMut(&A) -> Result<Vec<A::Event>, E>,
+    {
+        self.execute_from(id, context, Start::CachedOrNew, decide)
+            .await
+    }
+
+    async fn execute_from<F, E>(
+        &self,
+        id: &A::Id,
+        context: &CommandContext,
+        mut start: Start,
         mut decide: F,
     ) -> Result<Executed<A>, ExecuteError<E>>
     where
         F: FnMut(&A) -> Result<Vec<A::Event>, E>,
     {
         let stream = A::stream_name(id);
-        for attempt in 1..=self.max_attempts {
-            let loaded = self.load_until(&stream, Until::End).await?;
-            let events = decide(&loaded.state).map_err(ExecuteError::Rejected)?;
+        let mut attempt = 0;
+        while attempt < self.max_attempts {
+            let (loaded, fresh) = self.start(&stream, start).await?;
+            start = Start::Store;
+            let events = match decide(&loaded.state) {
+                // A remembered state that refuses, or has nothing to do, may only be out of date: ask the
+                // store before believing it.
+                Err(_) if !fresh => continue,
+                Ok(events) if events.is_empty() && !fresh => continue,
+                Err(rejection) => {
+                    self.remember(&stream, loaded);
+                    return Err(ExecuteError::Rejected(rejection));
+                }
+                Ok(events) => events,
+            };
+            attempt += 1;
             let new_events = context.new_events(&stream, events.clone());
             match self.save(id, loaded, new_events).await {
                 Ok((saved, appended)) => {
+                    let state = saved.state.clone();
+                    self.remember(&stream, saved);
                     return Ok(Executed {
-                        state: saved.state,
+                        state,
                         events,
                         appended,
                         attempts: attempt,
-                    })
+                    });
                 }
                 Err(error) if error.is_wrong_expected_version() => {
                     tracing::debug!(%stream, attempt, "another writer appended first; deciding again");
@@ -320,6 +429,25 @@ impl<A: Aggregate> Repository<A> {
             stream,
             attempts: self.max_attempts,
         })
+    }
+
+    /// The state a decision starts from, and whether it was read from the store just now.
+    async fn start(&self, stream: &str, start: Start) -> Result<(Loaded<A>, bool), StoreError> {
+        if start != Start::Store {
+            if let Some(cached) = self.cache.as_ref().and_then(|cache| cache.take(stream)) {
+                return Ok((cached, false));
+            }
+            if start == Start::CachedOrNew {
+                return Ok((Loaded::empty(), false));
+            }
+        }
+        Ok((self.load_until(stream, Until::End).await?, true))
+    }
+
+    fn remember(&self, stream: &str, loaded: Loaded<A>) {
+        if let Some(cache) = &self.cache {
+            cache.put(stream.to_owned(), loaded);
+        }
     }
 
     async fn load_until(&self, stream: &str, until: Until) -> Result<Loaded<A>, StoreError> {

@@ -6,14 +6,16 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use events::ids::{deterministic_event_id, payment_id_for_scheme_transaction};
+use events::ids::payment_id_for_scheme_transaction;
 use events::payments::{InboundPaymentEvent, InboundPaymentReceived, Party};
 use events::{streams, DomainEvent, PaymentId};
 use futures::StreamExt;
-use infrastructure::eventstore::ExpectedRevision;
 use infrastructure::http::{ApiError, ApiJson, ApiPath, ApiQuery, CorrelationId, RouterBuilder};
-use infrastructure::{EventStore, Metrics, NewEvent, ReadModelStore, StoreError};
+use infrastructure::{
+    CommandContext, EventStore, ExecuteError, Metrics, ReadModelStore, Repository, StoreError,
+};
 use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
 use utoipa::OpenApi;
 
 use crate::inbound::InboundPayment;
@@ -27,6 +29,7 @@ const MAX_PAGE_SIZE: usize = 1_000;
 #[derive(Clone)]
 pub struct AppState {
     pub store: EventStore,
+    pub payments: Repository<InboundPayment>,
     pub read_models: ReadModelStore,
 }
 
@@ -111,12 +114,11 @@ fn party(body: PartyBody) -> Party {
 /// Records one scheme message as `InboundPaymentReceived`, once: the stream must not exist yet, and the event's id
 /// is derived from the payment id, so a repeat (even a concurrent one) records nothing new.
 async fn receive_one(
-    store: &EventStore,
+    payments: &Repository<InboundPayment>,
     correlation: CorrelationId,
     payment: SchemePayment,
 ) -> Result<ReceivedPayment, ApiError> {
     let payment_id = payment_id_for_scheme_transaction(&payment.scheme_transaction_id);
-    let stream = streams::inbound_payment(&payment_id);
     let received = InboundPaymentReceived {
         payment_id,
         scheme_transaction_id: payment.scheme_transaction_id.clone(),
@@ -125,21 +127,22 @@ async fn receive_one(
         amount: payment.amount,
         reference: payment.reference,
     };
-    let event_id = deterministic_event_id(&payment_id.to_string(), "received");
-    let event = NewEvent::with_id(
-        event_id,
-        InboundPaymentEvent::from(received),
-        correlation.metadata(),
-    );
-    match store
-        .append(&stream, ExpectedRevision::NoStream, &[event])
+    let context =
+        CommandContext::idempotent(correlation.metadata(), format!("{payment_id}/received"));
+    // A repeat of the very same message is acknowledged by the store as already written; a repeat after the
+    // payment moved on finds the stream there and decides nothing: either way nothing new is recorded.
+    payments
+        .execute_expecting_new(&payment_id, &context, |state| {
+            Ok::<_, Infallible>(state.receive(received.clone()))
+        })
         .await
-    {
-        // A repeat of the very same first event is acknowledged by the store as already written; a repeat
-        // after the payment moved on finds the stream there: either way nothing new is recorded.
-        Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => {}
-        Err(error) => return Err(error.into()),
-    }
+        .map_err(|error| match error {
+            ExecuteError::Rejected(never) => match never {},
+            ExecuteError::Store(store) => ApiError::from(store),
+            ExecuteError::Conflict { stream, attempts } => {
+                ApiError::from(ExecuteError::<ApiError>::Conflict { stream, attempts })
+            }
+        })?;
     Ok(ReceivedPayment {
         payment_id,
         scheme_transaction_id: payment.scheme_transaction_id,
@@ -173,9 +176,9 @@ async fn receive_inbound(
             "payment {index} has an empty schemeTransactionId"
         )));
     }
-    let store = &state.store;
+    let repository = &state.payments;
     let results: Vec<Result<ReceivedPayment, ApiError>> = futures::stream::iter(payments)
-        .map(|payment| receive_one(store, correlation, payment))
+        .map(|payment| receive_one(repository, correlation, payment))
         .buffered(RECEIVE_CONCURRENCY)
         .collect()
         .await;

@@ -29,6 +29,10 @@ use tokio::net::TcpListener;
 
 pub use workers::GROUPS;
 
+/// Payments whose state the service keeps in memory between stages (about 1 KiB each): enough for every payment
+/// in flight at thousands per second.
+const PAYMENTS_CACHED: usize = 100_000;
+
 /// The service's default HTTP port (DESIGN §5).
 pub const DEFAULT_PORT: u16 = 5004;
 
@@ -107,9 +111,10 @@ pub async fn run(
             .with_context(|| format!("creating consumer group {group}"))?;
     }
 
-    let repository = Repository::<inbound::InboundPayment>::new(store.clone());
+    let repository =
+        Repository::<inbound::InboundPayment>::new(store.clone()).with_cache(PAYMENTS_CACHED);
     let handlers = workers::Handlers::new(
-        repository,
+        repository.clone(),
         Money::from_pence(config.max_amount),
         config.simulator_url.clone(),
     );
@@ -143,7 +148,11 @@ pub async fn run(
         }
     });
 
-    let state = http::AppState { store, read_models };
+    let state = http::AppState {
+        store,
+        payments: repository,
+        read_models,
+    };
     let router = http::router(state, metrics);
     let serve_token = tasks.token();
     let served =

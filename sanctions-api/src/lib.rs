@@ -122,7 +122,9 @@ pub async fn run(
     let names = Repository::<list::SanctionedNames>::new(store.clone())
         .with_snapshots_every(config.snapshot_every);
     let list = names::CurrentList::new(names.clone());
-    let screenings = Repository::<screening::Screening>::new(store.clone());
+    // Screenings are written once by the screening worker and rarely touched again: the cache only saves the
+    // operator's decision a read, and new screenings skip the read of a stream that cannot exist yet.
+    let screenings = Repository::<screening::Screening>::new(store.clone()).with_cache(10_000);
     let handler = workers::ScreeningHandler {
         list: list.clone(),
         screenings: screenings.clone(),

@@ -46,7 +46,7 @@ impl ScreeningHandler {
             format!("{payment_id}/screened"),
         );
         self.screenings
-            .execute(&payment_id, &context, |screening| {
+            .execute_expecting_new(&payment_id, &context, |screening| {
                 Ok::<_, std::convert::Infallible>(screening.screen(
                     payment_id,
                     &validated.payer_name,

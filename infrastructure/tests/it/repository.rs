@@ -328,3 +328,118 @@ async fn plant_raw_snapshot(
         .await
         .expect("appends");
 }
+
+/// Two processes, each with its own cache, deciding on one aggregate in turn: every decision is made on the
+/// state the store has, never on what a process remembers from before the other one wrote.
+#[tokio::test]
+async fn cached_aggregates_never_decide_on_a_state_another_writer_changed() {
+    let app = start_store().await;
+    let first = Repository::<Tally>::new(app.store.clone()).with_cache(100);
+    let second = Repository::<Tally>::new(app.store.clone()).with_cache(100);
+    let id = unique_id();
+    let capped = |cap: u64| {
+        move |tally: &Tally| {
+            if tally.total >= cap {
+                Err(OverCap(cap))
+            } else {
+                Ok(vec![added(1)])
+            }
+        }
+    };
+
+    for round in 0..4u64 {
+        let executed = first
+            .execute(&id, &context(), capped(100))
+            .await
+            .expect("the first process adds");
+        assert_eq!(executed.state.total, 2 * round + 1);
+        let executed = second
+            .execute(&id, &context(), capped(100))
+            .await
+            .expect("the second process adds");
+        assert_eq!(
+            executed.state.total,
+            2 * round + 2,
+            "decided on the stored total"
+        );
+    }
+
+    // The second process wrote last: the first process remembers a total of 7, the store has 8. Deciding on
+    // the stale 7 and appending fails the expected-revision check, and the decision is made again on 8.
+    let refused = first.execute(&id, &context(), capped(8)).await;
+    assert!(
+        matches!(refused, Err(ExecuteError::Rejected(OverCap(8)))),
+        "the stored total is 8, at the cap: {refused:?}"
+    );
+    // A remembered state that refuses is checked against the store before the refusal is believed: the
+    // first process remembers 8 (read for the refusal), the second one makes it 9.
+    second
+        .execute(&id, &context(), capped(100))
+        .await
+        .expect("adds");
+    let even_refused = |tally: &Tally| {
+        if tally.total % 2 == 0 {
+            Err(OverCap(tally.total))
+        } else {
+            Ok(vec![added(2)])
+        }
+    };
+    let executed = first
+        .execute(&id, &context(), even_refused)
+        .await
+        .expect("the stored 9 is odd");
+    assert_eq!(executed.state.total, 11);
+    // A remembered state with nothing to do is checked too: the second process writes, the first
+    // remembers 11 while the store has 12.
+    second
+        .execute(&id, &context(), capped(100))
+        .await
+        .expect("adds");
+    let executed = first
+        .execute(&id, &context(), |tally: &Tally| {
+            Ok::<_, OverCap>(if tally.total == 12 {
+                vec![added(10)]
+            } else {
+                vec![]
+            })
+        })
+        .await
+        .expect("decides on the stored state");
+    assert_eq!(executed.state.total, 22);
+    let stored = first.load(&id).await.expect("loads");
+    assert_eq!(stored.state.total, 22);
+}
+
+/// A command that usually creates its aggregate skips the read; when the aggregate exists after all, it is
+/// decided on the stored state.
+#[tokio::test]
+async fn execute_expecting_new_creates_and_falls_back_to_the_stored_state() {
+    let app = start_store().await;
+    let repository = Repository::<Tally>::new(app.store.clone());
+    let create_once = |tally: &Tally| {
+        Ok::<_, OverCap>(if tally.events == 0 {
+            vec![added(5)]
+        } else {
+            vec![]
+        })
+    };
+
+    let id = unique_id();
+    let created = repository
+        .execute_expecting_new(&id, &context(), create_once)
+        .await
+        .expect("creates");
+    assert_eq!((created.state.total, created.attempts), (5, 1));
+
+    let again = repository
+        .execute_expecting_new(&id, &context(), create_once)
+        .await
+        .expect("finds it there");
+    assert!(
+        again.events.is_empty(),
+        "nothing is created twice: {again:?}"
+    );
+    assert_eq!(again.state.total, 5);
+    let stored = repository.load(&id).await.expect("loads");
+    assert_eq!((stored.state.total, stored.revision), (5, Some(0)));
+}
