@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// Accounts the payments are spread over.
     #[arg(long, default_value_t = 1_000)]
     pub accounts: u32,
+    /// A running store to use instead of eventstore-lite in this process (e.g. to see the store's CPU apart
+    /// from the services'). It must be empty of earlier bench runs' groups and projections.
+    #[arg(long)]
+    pub eventstore: Option<String>,
 }
 
 fn payment(n: usize, account: &data_seeder::SeedAccount, run: &str) -> Value {
@@ -125,7 +129,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
     };
     let accounts: Vec<_> = plan.accounts().collect();
     let options = BankOptions {
-        store: StoreChoice::EmbeddedDisk(data_dir.join("eventstore")),
+        store: match &args.eventstore {
+            Some(connection) => StoreChoice::External(connection.clone()),
+            None => StoreChoice::EmbeddedDisk(data_dir.join("eventstore")),
+        },
         data_dir: data_dir.clone(),
         replicas: args.replicas.max(1),
         ports: Ports::ANY,
@@ -149,6 +156,36 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// The store's write counters (`eventstore_lite_*` on its `/metrics`): appends, group commits, fsyncs, and the
+/// seconds spent in fsync. Empty against a store that does not publish them.
+async fn store_counters(http: &reqwest::Client, bank: &Bank) -> HashMap<String, f64> {
+    let Ok(response) = http.get(format!("{}/metrics", bank.urls.eventstore)).send().await else {
+        return HashMap::new();
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            let name = name.strip_prefix("eventstore_lite_")?;
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// What the store did between two [`store_counters`] readings.
+fn store_work(before: &HashMap<String, f64>, after: &HashMap<String, f64>, seconds: f64) -> Value {
+    let delta = |name: &str| after.get(name).unwrap_or(&0.0) - before.get(name).unwrap_or(&0.0);
+    let batches = delta("write_batches_total").max(1.0);
+    json!({
+        "appends": delta("writes_total"),
+        "events": delta("events_written_total"),
+        "groupCommits": delta("write_batches_total"),
+        "appendsPerGroupCommit": (delta("writes_total") / batches * 10.0).round() / 10.0,
+        "fsyncBusyFraction": (delta("fsync_seconds_total") / seconds * 1000.0).round() / 1000.0,
+    })
+}
+
 async fn throughput(
     http: &reqwest::Client,
     bank: &Bank,
@@ -156,6 +193,7 @@ async fn throughput(
     accounts: &[data_seeder::SeedAccount],
     run_id: &str,
 ) -> anyhow::Result<Value> {
+    let counters_before = store_counters(http, bank).await;
     let started = Instant::now();
     let mut submissions = tokio::task::JoinSet::new();
     let batches: Vec<Vec<Value>> = (0..args.payments)
@@ -192,9 +230,11 @@ async fn throughput(
     let submitted = started.elapsed();
     wait_all_final(http, bank, args.payments as u64, Duration::from_secs(1800)).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let counters_after = store_counters(http, bank).await;
     Ok(json!({
         "test": "bank-pipeline",
         "mode": "throughput",
+        "store": store_work(&counters_before, &counters_after, seconds),
         "payments": args.payments,
         "replicas": args.replicas,
         "submitSeconds": submitted.as_secs_f64(),
