@@ -41,7 +41,7 @@ pub async fn post_inbound_payment(
         })
         .await?;
     match executed.events.first() {
-        Some(event) => tracing::info!(
+        Some(event) => tracing::debug!(
             payment_id = %checked.payment_id,
             %account,
             outcome = events::DomainEvent::event_type(event),

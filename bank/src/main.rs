@@ -8,8 +8,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    infrastructure::init_telemetry("info");
     let cli = bank::Cli::parse();
+    // A benchmark reports in JSON; a log line per request would cost it throughput (RUST_LOG still decides).
+    let default_level = match cli.command {
+        bank::Command::Bench(_) => "warn",
+        _ => "info",
+    };
+    infrastructure::init_telemetry(default_level);
     let ok = bank::run(cli).await?;
     if !ok {
         std::process::exit(1);
