@@ -5,6 +5,7 @@
 //! - `grpc`: the generated protocol types and the gRPC services.
 //! - `http`: `/health/live`, `/info`, `/stats`, `/metrics`.
 //! - `persistent`: persistent subscription groups (competing consumers).
+//! - `offload`: whether a store read runs on the async worker or in the blocking pool.
 //! - [`projections`]: the JavaScript projection engine.
 //! - `auth`: Basic authentication and stream ACLs; `users`: user accounts stored in `$user-…` streams.
 //! - `server`: listener, TLS, routing, graceful shutdown.
@@ -15,6 +16,7 @@ pub mod bench;
 pub mod config;
 mod grpc;
 mod http;
+mod offload;
 mod persistent;
 pub mod projections;
 mod server;

@@ -385,10 +385,13 @@ impl ReadPlan {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| internal(format!("read task failed: {e}")))
+use crate::offload::{store_read, INLINE_READ};
+
+async fn blocking<T: Send + 'static>(
+    small: bool,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Status> {
+    store_read(small, f).await.map_err(internal)
 }
 
 fn authorize(
@@ -472,7 +475,7 @@ impl streams_server::Streams for StreamsService {
                     // A tombstoned stream fails before the subscription starts.
                     let probe_store = store.clone();
                     let probe_name = name.clone();
-                    blocking(move || probe_store.last_revision(&probe_name))
+                    blocking(true, move || probe_store.last_revision(&probe_name))
                         .await?
                         .map_err(read_error)?;
                 }
@@ -789,10 +792,25 @@ async fn read_stream(
     let (read_store, read_name) = (store.clone(), name.clone());
     let backwards = plan.backwards;
     let resolve = plan.resolve_links;
-    let first =
-        blocking(move || read_store.read_stream(&read_name, from, backwards, first_page, resolve))
-            .await?
-            .map_err(read_error)?;
+    // Most reads are of short streams (an aggregate) asking for everything: the stream's last revision (an index
+    // lookup) tells how many events that is.
+    let small = first_page <= INLINE_READ || {
+        let start = match (from, backwards) {
+            (StreamFrom::Start, false) => Some(0),
+            (StreamFrom::Revision(revision), false) => Some(revision),
+            _ => None,
+        };
+        // An index lookup; a stream that is missing or unreadable answers at once as well.
+        start.is_some_and(|start| match store.last_revision(&name) {
+            Ok(Some(last)) => last.saturating_sub(start) < INLINE_READ as u64,
+            Ok(None) | Err(_) => true,
+        })
+    };
+    let first = blocking(small, move || {
+        read_store.read_stream(&read_name, from, backwards, first_page, resolve)
+    })
+    .await?
+    .map_err(read_error)?;
     let (items, last_revision, first_revision) = match first {
         StreamRead::NotFound => {
             let not_found = control(read_resp_control::Content::StreamNotFound(
@@ -831,7 +849,7 @@ async fn read_stream(
             };
             let (read_store, read_name) = (store.clone(), name.clone());
             let page = (remaining as usize).min(PAGE);
-            let read = blocking(move || {
+            let read = blocking(page <= INLINE_READ, move || {
                 read_store.read_stream(&read_name, StreamFrom::Revision(next), backwards, page, resolve)
             })
             .await?
@@ -859,7 +877,7 @@ fn read_all(store: Store, plan: ReadPlan, from: AllFrom, count: u64) -> Response
             let page = (remaining as usize).min(ALL_PAGE);
             let (read_store, filter) = (store.clone(), plan.filter.clone());
             let (backwards, resolve) = (plan.backwards, plan.resolve_links);
-            let read = blocking(move || {
+            let read = blocking(page <= INLINE_READ, move || {
                 read_store.read_all(from, backwards, page, usize::MAX, filter.as_ref(), resolve)
             })
             .await?
@@ -912,13 +930,15 @@ fn subscribe(
                 };
                 if next.is_none() {
                     let (s, n) = (store.clone(), name.clone());
-                    let last = blocking(move || s.last_revision(&n)).await?.map_err(read_error)?;
+                    let last = blocking(true, move || s.last_revision(&n)).await?.map_err(read_error)?;
                     next = Some(last.map_or(0, |l| l + 1));
                 }
                 let mut next = next.unwrap_or(0);
+                // Live (woken by a commit), a read finds a few new events; catching up, full pages.
+                let mut live = false;
                 loop {
                     let (s, n) = (store.clone(), name.clone());
-                    let read = blocking(move || s.read_stream(&n, StreamFrom::Revision(next), false, PAGE, resolve))
+                    let read = blocking(live, move || s.read_stream(&n, StreamFrom::Revision(next), false, PAGE, resolve))
                         .await?
                         .map_err(read_error)?;
                     let items = match read {
@@ -930,6 +950,7 @@ fn subscribe(
                         StreamRead::NotFound => Vec::new(),
                     };
                     let full = items.len() == PAGE;
+                    live = items.len() <= INLINE_READ;
                     for item in items {
                         next = item.record.revision + 1;
                         yield event_resp(item, &plan);
@@ -957,19 +978,21 @@ fn subscribe(
                     AllFrom::Position(p) => {
                         // Exclusive: skip the record at p.
                         let s = store.clone();
-                        let read = blocking(move || s.read_all(AllFrom::Position(p), false, 1, 1, None, false))
+                        let read = blocking(true, move || s.read_all(AllFrom::Position(p), false, 1, 1, None, false))
                             .await?
                             .map_err(read_error)?;
                         AllFrom::Position(read.next)
                     }
                 };
                 let mut considered = 0usize;
+                let mut live = false;
                 loop {
                     let (s, filter) = (store.clone(), plan.filter.clone());
-                    let read = blocking(move || s.read_all(position, false, ALL_PAGE, ALL_PAGE * 4, filter.as_ref(), resolve))
+                    let read = blocking(live, move || s.read_all(position, false, ALL_PAGE, ALL_PAGE * 4, filter.as_ref(), resolve))
                         .await?
                         .map_err(read_error)?;
                     let (scanned, last_scanned, next, reached_end) = (read.scanned, read.last_scanned, read.next, read.reached_end);
+                    live = scanned <= INLINE_READ;
                     for item in read.items {
                         yield event_resp(item, &plan);
                     }

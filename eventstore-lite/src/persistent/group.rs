@@ -15,6 +15,8 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::offload::{store_read, INLINE_READ};
+
 use super::config::{GroupConfig, Settings, StartFrom, Strategy, CHECKPOINT_EVENT_TYPE};
 use crate::storage::{
     AllFrom, EventFilter, ExpectedRevision, ProposedEvent, ResolvedItem, Store, StreamFrom,
@@ -273,14 +275,14 @@ impl Group {
         Ok(group)
     }
 
+    /// Runs a store read of one event or of a batch of `read_batch_size` (see [`store_read`]).
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(Store) -> T + Send + 'static,
     ) -> Result<T, String> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store))
-            .await
-            .map_err(|e| e.to_string())
+        let small = self.config.settings.read_batch_size as usize <= INLINE_READ;
+        store_read(small, move || f(store)).await
     }
 
     async fn read_checkpoint(&self) -> Result<Option<u64>, String> {
