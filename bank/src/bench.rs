@@ -159,7 +159,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
 /// The store's write counters (`eventstore_lite_*` on its `/metrics`): appends, group commits, fsyncs, and the
 /// seconds spent in fsync. Empty against a store that does not publish them.
 async fn store_counters(http: &reqwest::Client, bank: &Bank) -> HashMap<String, f64> {
-    let Ok(response) = http.get(format!("{}/metrics", bank.urls.eventstore)).send().await else {
+    let Ok(response) = http
+        .get(format!("{}/metrics", bank.urls.eventstore))
+        .send()
+        .await
+    else {
         return HashMap::new();
     };
     let text = response.text().await.unwrap_or_default();
