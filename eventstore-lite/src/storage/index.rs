@@ -1,10 +1,16 @@
 //! The stream index, kept in redb: stream name → stream id, and (stream id, revision) → log position.
 //!
+//! The system projections' `$>` links are stored as *runs*: one entry per link stream and write batch (at most
+//! [`MAX_RUN_LEN`] links), keyed by the stream and the revision of the run's last link, whose value holds the
+//! positions of the linked events. A batch of 100-event appends to one category then costs the index one B-tree
+//! insert per event plus a handful per batch, instead of three per event. Readers see runs as ordinary entries.
+//!
 //! Every write batch commits one redb transaction. Most commits are not fsynced (the log is the source of truth
 //! and was fsynced first); every checkpoint interval one commit is durable. Each commit also records how far
 //! into the log the index reaches (`indexed_to`), so after a crash the index is whatever redb recovered, and the
 //! log past its `indexed_to` is replayed.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
@@ -14,6 +20,11 @@ use super::log::FIRST_POSITION;
 const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
 const ENTRIES: TableDefinition<(u64, u64), u64> = TableDefinition::new("stream_entries");
 const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
+/// (link stream id, revision of the run's last link) → the linked events' positions, 8 bytes little-endian each.
+const LINK_RUNS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("link_runs");
+
+/// Links per run at most: bounds the bytes a reader decodes to find one link (8 bytes a link).
+const MAX_RUN_LEN: usize = 128;
 
 const INDEXED_TO: &str = "indexed_to";
 const NEXT_STREAM_ID: &str = "next_stream_id";
@@ -80,6 +91,7 @@ impl Index {
         txn.open_table(STREAMS)?;
         txn.open_table(ENTRIES)?;
         txn.open_table(STATE)?;
+        txn.open_table(LINK_RUNS)?;
         txn.commit()?;
         Ok(Self { db })
     }
@@ -102,9 +114,11 @@ impl Index {
         txn.delete_table(STREAMS)?;
         txn.delete_table(ENTRIES)?;
         txn.delete_table(STATE)?;
+        txn.delete_table(LINK_RUNS)?;
         txn.open_table(STREAMS)?;
         txn.open_table(ENTRIES)?;
         txn.open_table(STATE)?;
+        txn.open_table(LINK_RUNS)?;
         txn.commit()?;
         Ok(())
     }
@@ -113,6 +127,8 @@ impl Index {
         Ok(IndexWrite {
             txn: self.db.begin_write()?,
             pending: Vec::new(),
+            runs: Vec::new(),
+            open_runs: HashMap::new(),
             new_streams: Vec::new(),
         })
     }
@@ -122,6 +138,7 @@ impl Index {
         Ok(IndexReader {
             streams: txn.open_table(STREAMS)?,
             entries: txn.open_table(ENTRIES)?,
+            runs: txn.open_table(LINK_RUNS)?,
         })
     }
 }
@@ -130,7 +147,17 @@ impl Index {
 pub struct IndexWrite {
     txn: redb::WriteTransaction,
     pending: Vec<((u64, u64), u64)>,
+    /// Link runs of this batch, in the order they were started.
+    runs: Vec<PendingRun>,
+    /// Link stream id → its run still open in `runs`.
+    open_runs: HashMap<u64, usize>,
     new_streams: Vec<(String, u64)>,
+}
+
+struct PendingRun {
+    stream_id: u64,
+    first: u64,
+    positions: Vec<u64>,
 }
 
 impl IndexWrite {
@@ -143,19 +170,14 @@ impl IndexWrite {
     /// The highest revision recorded for the stream, and its entry.
     pub fn last_entry(&self, stream_id: u64) -> IndexResult<Option<(u64, Entry)>> {
         let entries = self.txn.open_table(ENTRIES)?;
-        let last = entries
-            .range((stream_id, 0)..=(stream_id, u64::MAX))?
-            .next_back()
-            .transpose()?;
-        Ok(last.map(|(k, v)| (k.value().1, Entry::decode(v.value()))))
+        let runs = self.txn.open_table(LINK_RUNS)?;
+        last_entry_in(&entries, &runs, stream_id)
     }
 
     pub fn entry(&self, stream_id: u64, revision: u64) -> IndexResult<Option<Entry>> {
         let entries = self.txn.open_table(ENTRIES)?;
-        let entry = entries
-            .get((stream_id, revision))?
-            .map(|v| Entry::decode(v.value()));
-        Ok(entry)
+        let runs = self.txn.open_table(LINK_RUNS)?;
+        entry_in(&entries, &runs, stream_id, revision)
     }
 
     pub fn add_stream(&mut self, name: String, id: u64) {
@@ -164,6 +186,26 @@ impl IndexWrite {
 
     pub fn add_entry(&mut self, stream_id: u64, revision: u64, entry: Entry) {
         self.pending.push(((stream_id, revision), entry.encode()));
+    }
+
+    /// Adds a `$>` link at `revision` of a link stream; `revision` follows the stream's previous one. Consecutive
+    /// links of a stream within the batch share one run.
+    pub fn add_link(&mut self, stream_id: u64, revision: u64, position: u64) {
+        if let Some(&open) = self.open_runs.get(&stream_id) {
+            let run = &mut self.runs[open];
+            if run.positions.len() < MAX_RUN_LEN
+                && run.first + run.positions.len() as u64 == revision
+            {
+                run.positions.push(position);
+                return;
+            }
+        }
+        self.open_runs.insert(stream_id, self.runs.len());
+        self.runs.push(PendingRun {
+            stream_id,
+            first: revision,
+            positions: vec![position],
+        });
     }
 
     /// Writes the batch. `durable` fsyncs it (a checkpoint); otherwise redb may lose it in a crash, and the log
@@ -183,6 +225,18 @@ impl IndexWrite {
             self.pending.sort_unstable_by_key(|(k, _)| *k);
             for (key, value) in &self.pending {
                 entries.insert(key, value)?;
+            }
+            let mut runs = self.txn.open_table(LINK_RUNS)?;
+            self.runs
+                .sort_unstable_by_key(|run| (run.stream_id, run.first));
+            let mut value = Vec::with_capacity(MAX_RUN_LEN * 8);
+            for run in &self.runs {
+                value.clear();
+                for position in &run.positions {
+                    value.extend_from_slice(&position.to_le_bytes());
+                }
+                let last = run.first + run.positions.len() as u64 - 1;
+                runs.insert((run.stream_id, last), value.as_slice())?;
             }
             let mut state = self.txn.open_table(STATE)?;
             state.insert(INDEXED_TO, indexed_to)?;
@@ -204,6 +258,7 @@ impl IndexWrite {
 pub struct IndexReader {
     streams: redb::ReadOnlyTable<&'static str, u64>,
     entries: redb::ReadOnlyTable<(u64, u64), u64>,
+    runs: redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
 }
 
 impl IndexReader {
@@ -212,19 +267,11 @@ impl IndexReader {
     }
 
     pub fn last_entry(&self, stream_id: u64) -> IndexResult<Option<(u64, Entry)>> {
-        let last = self
-            .entries
-            .range((stream_id, 0)..=(stream_id, u64::MAX))?
-            .next_back()
-            .transpose()?;
-        Ok(last.map(|(k, v)| (k.value().1, Entry::decode(v.value()))))
+        last_entry_in(&self.entries, &self.runs, stream_id)
     }
 
     pub fn entry(&self, stream_id: u64, revision: u64) -> IndexResult<Option<Entry>> {
-        Ok(self
-            .entries
-            .get((stream_id, revision))?
-            .map(|v| Entry::decode(v.value())))
+        entry_in(&self.entries, &self.runs, stream_id, revision)
     }
 
     /// Up to `limit` entries with revisions in `[from, to]`, ascending or descending.
@@ -236,15 +283,40 @@ impl IndexReader {
         backwards: bool,
         limit: usize,
     ) -> IndexResult<Vec<(u64, Entry)>> {
-        let mut out = Vec::new();
-        if from > to {
-            return Ok(out);
+        if from > to || limit == 0 {
+            return Ok(Vec::new());
         }
+        let singles = self.single_entries(stream_id, from, to, backwards, limit)?;
+        let linked = runs_in(&self.runs, stream_id, from, to, backwards, limit)?;
+        if linked.is_empty() {
+            return Ok(singles);
+        }
+        if singles.is_empty() {
+            return Ok(linked);
+        }
+        // Both kinds in one stream (links written before runs existed, or events appended to a link stream).
+        let mut merged = singles;
+        merged.extend(linked);
+        if backwards {
+            merged.sort_unstable_by_key(|(revision, _)| std::cmp::Reverse(*revision));
+        } else {
+            merged.sort_unstable_by_key(|(revision, _)| *revision);
+        }
+        merged.truncate(limit);
+        Ok(merged)
+    }
+
+    fn single_entries(
+        &self,
+        stream_id: u64,
+        from: u64,
+        to: u64,
+        backwards: bool,
+        limit: usize,
+    ) -> IndexResult<Vec<(u64, Entry)>> {
+        let mut out = Vec::new();
         let range = self.entries.range((stream_id, from)..=(stream_id, to))?;
-        let decode = |item: Result<
-            (redb::AccessGuard<(u64, u64)>, redb::AccessGuard<u64>),
-            redb::StorageError,
-        >| { item.map(|(k, v)| (k.value().1, Entry::decode(v.value()))) };
+        let decode = |item: EntryItem| item.map(|(k, v)| (k.value().1, Entry::decode(v.value())));
         if backwards {
             for item in range.rev().take(limit) {
                 out.push(decode(item)?);
@@ -255,5 +327,246 @@ impl IndexReader {
             }
         }
         Ok(out)
+    }
+}
+
+/// A stored run of links: revisions `first..=last` of a link stream.
+struct Run<'a> {
+    first: u64,
+    last: u64,
+    positions: &'a [u8],
+}
+
+impl<'a> Run<'a> {
+    fn decode(last: u64, positions: &'a [u8]) -> IndexResult<Self> {
+        let len = (positions.len() / 8) as u64;
+        if len == 0 || !positions.len().is_multiple_of(8) || len - 1 > last {
+            return Err(redb::StorageError::Corrupted(format!(
+                "a link run ending at revision {last} holds {} bytes",
+                positions.len()
+            ))
+            .into());
+        }
+        Ok(Self {
+            first: last - (len - 1),
+            last,
+            positions,
+        })
+    }
+
+    /// The link at `revision`, which lies within the run.
+    fn entry(&self, revision: u64) -> Entry {
+        let at = (revision - self.first) as usize * 8;
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&self.positions[at..at + 8]);
+        Entry::Link(u64::from_le_bytes(bytes))
+    }
+
+    /// Entries for the revisions of `[from, to]` within the run, in order, until `out` holds `limit`.
+    fn push(&self, from: u64, to: u64, backwards: bool, limit: usize, out: &mut Vec<(u64, Entry)>) {
+        let (low, high) = (self.first.max(from), self.last.min(to));
+        if low > high {
+            return;
+        }
+        let room = limit.saturating_sub(out.len());
+        if backwards {
+            out.extend((low..=high).rev().take(room).map(|r| (r, self.entry(r))));
+        } else {
+            out.extend((low..=high).take(room).map(|r| (r, self.entry(r))));
+        }
+    }
+}
+
+type EntryItem<'a> = Result<
+    (
+        redb::AccessGuard<'a, (u64, u64)>,
+        redb::AccessGuard<'a, u64>,
+    ),
+    redb::StorageError,
+>;
+
+type RunItem<'a> = Result<
+    (
+        redb::AccessGuard<'a, (u64, u64)>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
+fn last_entry_in(
+    entries: &impl ReadableTable<(u64, u64), u64>,
+    runs: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    stream_id: u64,
+) -> IndexResult<Option<(u64, Entry)>> {
+    let single = entries
+        .range((stream_id, 0)..=(stream_id, u64::MAX))?
+        .next_back()
+        .transpose()?
+        .map(|(k, v)| (k.value().1, Entry::decode(v.value())));
+    let linked = match runs
+        .range((stream_id, 0)..=(stream_id, u64::MAX))?
+        .next_back()
+        .transpose()?
+    {
+        Some((k, v)) => {
+            let last = k.value().1;
+            Some((last, Run::decode(last, v.value())?.entry(last)))
+        }
+        None => None,
+    };
+    Ok(match (single, linked) {
+        (Some(s), Some(l)) => Some(if s.0 > l.0 { s } else { l }),
+        (s, l) => s.or(l),
+    })
+}
+
+fn entry_in(
+    entries: &impl ReadableTable<(u64, u64), u64>,
+    runs: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    stream_id: u64,
+    revision: u64,
+) -> IndexResult<Option<Entry>> {
+    if let Some(v) = entries.get((stream_id, revision))? {
+        return Ok(Some(Entry::decode(v.value())));
+    }
+    // The run holding `revision` is the first one ending at or after it.
+    let Some((k, v)) = runs
+        .range((stream_id, revision)..=(stream_id, u64::MAX))?
+        .next()
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    let run = Run::decode(k.value().1, v.value())?;
+    Ok((run.first <= revision).then(|| run.entry(revision)))
+}
+
+/// Up to `limit` links stored in runs with revisions in `[from, to]` (`from <= to`), ascending or descending.
+fn runs_in(
+    runs: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    stream_id: u64,
+    from: u64,
+    to: u64,
+    backwards: bool,
+    limit: usize,
+) -> IndexResult<Vec<(u64, Entry)>> {
+    let mut out = Vec::new();
+    let take = |item: RunItem, out: &mut Vec<(u64, Entry)>| -> IndexResult<bool> {
+        let (k, v) = item?;
+        let run = Run::decode(k.value().1, v.value())?;
+        if !backwards && run.first > to {
+            return Ok(false);
+        }
+        run.push(from, to, backwards, limit, out);
+        Ok(out.len() < limit)
+    };
+    if backwards {
+        // The run holding `to` (or starting past it) ends at or after `to`; the rest end in `[from, to)`.
+        if let Some(item) = runs.range((stream_id, to)..=(stream_id, u64::MAX))?.next() {
+            if !take(item, &mut out)? {
+                return Ok(out);
+            }
+        }
+        if from < to {
+            for item in runs.range((stream_id, from)..(stream_id, to))?.rev() {
+                if !take(item, &mut out)? {
+                    break;
+                }
+            }
+        }
+    } else {
+        for item in runs.range((stream_id, from)..=(stream_id, u64::MAX))? {
+            if !take(item, &mut out)? {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link stream whose first links are single entries (as written before runs existed) and the rest runs
+    /// of several batches, next to another link stream filled in the same batches.
+    fn index_with_links() -> (Index, Vec<(u64, Entry)>) {
+        let index = Index::in_memory().expect("an in-memory index");
+        let mut expected = Vec::new();
+        let position = |revision: u64| 1_000 + revision * 37;
+        let mut w = index.begin_write().expect("a write");
+        for revision in 0..5 {
+            w.add_entry(1, revision, Entry::Link(position(revision)));
+            expected.push((revision, Entry::Link(position(revision))));
+        }
+        w.commit(0, 3, false).expect("commit");
+        let mut revision = 5;
+        for batch_len in [1, 2, MAX_RUN_LEN + 3, 40, 3 * MAX_RUN_LEN] {
+            let mut w = index.begin_write().expect("a write");
+            for _ in 0..batch_len {
+                w.add_link(1, revision, position(revision));
+                w.add_link(2, revision, 7);
+                expected.push((revision, Entry::Link(position(revision))));
+                revision += 1;
+            }
+            w.commit(0, 3, false).expect("commit");
+        }
+        (index, expected)
+    }
+
+    #[test]
+    fn runs_read_like_single_entries() {
+        let (index, expected) = index_with_links();
+        let reader = index.reader().expect("a reader");
+        let last = expected.last().copied();
+        assert_eq!(reader.last_entry(1).expect("last"), last);
+        let write = index.begin_write().expect("a write");
+        assert_eq!(write.last_entry(1).expect("last"), last);
+        let count = expected.len() as u64;
+        for (revision, entry) in &expected {
+            assert_eq!(reader.entry(1, *revision).expect("entry"), Some(*entry));
+            assert_eq!(write.entry(1, *revision).expect("entry"), Some(*entry));
+        }
+        assert_eq!(reader.entry(1, count).expect("entry"), None);
+        assert_eq!(reader.entry(3, 0).expect("entry"), None);
+        let bounds = [
+            0,
+            1,
+            4,
+            5,
+            6,
+            7,
+            8,
+            100,
+            135,
+            136,
+            137,
+            200,
+            count - 1,
+            count,
+            u64::MAX,
+        ];
+        for from in bounds {
+            for to in bounds {
+                for limit in [0, 1, 3, 129, usize::MAX] {
+                    for backwards in [false, true] {
+                        let mut wanted: Vec<_> = expected
+                            .iter()
+                            .filter(|(r, _)| (from..=to).contains(r))
+                            .copied()
+                            .collect();
+                        if backwards {
+                            wanted.reverse();
+                        }
+                        wanted.truncate(limit);
+                        let got = reader.range(1, from, to, backwards, limit).expect("range");
+                        assert_eq!(
+                            got, wanted,
+                            "from {from} to {to} limit {limit} backwards {backwards}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

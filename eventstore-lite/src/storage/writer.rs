@@ -121,6 +121,8 @@ pub(crate) struct Writer {
     recent: RecentIds,
     last_durable: Instant,
     bytes_since_durable: u64,
+    /// Buffer for the name of the link stream being written (see `add_link_to`).
+    link_stream_name: String,
 }
 
 enum Check {
@@ -185,6 +187,7 @@ impl Writer {
             recent: RecentIds::default(),
             last_durable: Instant::now(),
             bytes_since_durable: 0,
+            link_stream_name: String::new(),
         };
         let mut replayed = 0u64;
         let mut ctx = writer
@@ -657,21 +660,18 @@ impl Writer {
         }
         let category = category_of(&event.stream);
         if let Some(category) = category {
-            self.add_link(ctx, &format!("$ce-{category}"), Entry::Link(event.position))?;
+            self.add_link_to(ctx, "$ce-", category, Entry::Link(event.position))?;
         }
         if event.event_type != "$>" {
-            self.add_link(
-                ctx,
-                &format!("$et-{}", event.event_type),
-                Entry::Link(event.position),
-            )?;
+            self.add_link_to(ctx, "$et-", &event.event_type, Entry::Link(event.position))?;
         }
         if event.revision == 0 {
             self.add_link(ctx, "$streams", Entry::Link(event.position))?;
             if let Some(category) = category {
-                self.add_link(
+                self.add_link_to(
                     ctx,
-                    &format!("$category-{category}"),
+                    "$category-",
+                    category,
                     Entry::StreamRef(event.position),
                 )?;
             }
@@ -682,23 +682,57 @@ impl Writer {
     fn stream_id(&mut self, ctx: &mut Ctx, stream: &str) -> Result<u64, Fault> {
         let next = self.next_stream_id;
         let head = self.head(ctx, stream)?;
-        if head.id == 0 {
-            head.id = next;
-            self.next_stream_id += 1;
-            ctx.w.add_stream(stream.to_owned(), next);
+        if head.id != 0 {
+            return Ok(head.id);
         }
-        Ok(self.heads.get(stream).map_or(next, |h| h.id))
+        head.id = next;
+        self.next_stream_id += 1;
+        ctx.w.add_stream(stream.to_owned(), next);
+        Ok(next)
+    }
+
+    /// `add_link` to the stream `<prefix><name>`, whose name is built in a reused buffer: this runs for every
+    /// event, twice.
+    fn add_link_to(
+        &mut self,
+        ctx: &mut Ctx,
+        prefix: &str,
+        name: &str,
+        entry: Entry,
+    ) -> Result<(), Fault> {
+        let mut link_stream = std::mem::take(&mut self.link_stream_name);
+        link_stream.clear();
+        link_stream.push_str(prefix);
+        link_stream.push_str(name);
+        let result = self.add_link(ctx, &link_stream, entry);
+        self.link_stream_name = link_stream;
+        result
     }
 
     fn add_link(&mut self, ctx: &mut Ctx, link_stream: &str, entry: Entry) -> Result<(), Fault> {
-        let id = self.stream_id(ctx, link_stream)?;
+        let next = self.next_stream_id;
         let head = self.head(ctx, link_stream)?;
-        if head.tombstoned {
-            return Ok(());
+        let new_stream = head.id == 0;
+        if new_stream {
+            head.id = next;
         }
-        let revision = head.last.map_or(0, |last| last + 1);
-        head.last = Some(revision);
-        ctx.w.add_entry(id, revision, entry);
+        let id = head.id;
+        let revision = (!head.tombstoned).then(|| {
+            let revision = head.last.map_or(0, |last| last + 1);
+            head.last = Some(revision);
+            revision
+        });
+        if new_stream {
+            self.next_stream_id += 1;
+            ctx.w.add_stream(link_stream.to_owned(), id);
+        }
+        let Some(revision) = revision else {
+            return Ok(());
+        };
+        match entry {
+            Entry::Link(position) => ctx.w.add_link(id, revision, position),
+            other => ctx.w.add_entry(id, revision, other),
+        }
         Ok(())
     }
 }

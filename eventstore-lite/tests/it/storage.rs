@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use eventstore::{
-    AppendToStreamOptions, Error, EventData, ExpectedRevision, StreamMetadata,
-    TombstoneStreamOptions,
+    AppendToStreamOptions, Error, EventData, ExpectedRevision, ReadStreamOptions, StreamMetadata,
+    StreamPosition, TombstoneStreamOptions,
 };
 use eventstore_lite::ServerConfig;
 use futures::future::try_join_all;
@@ -527,4 +527,179 @@ async fn garbage_after_the_last_record_is_ignored() -> anyhow::Result<()> {
         assert_recovered(dir.path(), &stream, &kept, &all_kept, case).await?;
     }
     Ok(())
+}
+
+/// A durable server with the system projections on (`$ce-`, `$et-`, `$streams`, `$category-`).
+async fn start_with_system_projections_on(dir: &Path) -> TestApp {
+    spawn_app_with(ServerConfig::on_disk(dir)).await
+}
+
+/// A read of a link stream with links resolved: each link's revision and the event it points at.
+async fn resolved_links(
+    client: &eventstore::Client,
+    stream: &str,
+    options: ReadStreamOptions,
+) -> anyhow::Result<Vec<(u64, Summary)>> {
+    read_stream_with(client, stream, &options.resolve_link_tos())
+        .await?
+        .iter()
+        .map(|e| {
+            let link = e
+                .link
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("{stream}: not a link"))?;
+            let target = e.event.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("{stream}@{}: the link does not resolve", link.revision)
+            })?;
+            Ok((link.revision, summary(target)))
+        })
+        .collect()
+}
+
+/// What the `$ce-` and `$et-` streams must show for `events` (in `$all` order): every event, numbered from 0.
+fn expected_links(events: &[Summary], keep: impl Fn(&Summary) -> bool) -> Vec<(u64, Summary)> {
+    events
+        .iter()
+        .filter(|e| keep(e))
+        .cloned()
+        .enumerate()
+        .map(|(n, e)| (n as u64, e))
+        .collect()
+}
+
+/// Reads every link stream of the test forwards, backwards, and in short pages around `middle`, and compares them
+/// with `expected`.
+async fn assert_links(
+    client: &eventstore::Client,
+    expected: &[(&str, Vec<(u64, Summary)>)],
+    middle: u64,
+    context: &str,
+) -> anyhow::Result<()> {
+    for (stream, links) in expected {
+        let forwards = resolved_links(client, stream, ReadStreamOptions::default()).await?;
+        assert_eq!(&forwards, links, "{context}: {stream} forwards");
+        let backwards = resolved_links(
+            client,
+            stream,
+            ReadStreamOptions::default()
+                .position(StreamPosition::End)
+                .backwards(),
+        )
+        .await?;
+        let reversed: Vec<_> = links.iter().rev().cloned().collect();
+        assert_eq!(backwards, reversed, "{context}: {stream} backwards");
+        let from = middle.min(links.len() as u64 - 1);
+        let page = resolved_links(
+            client,
+            stream,
+            ReadStreamOptions::default()
+                .position(StreamPosition::Position(from))
+                .max_count(5),
+        )
+        .await?;
+        let wanted: Vec<_> = links.iter().skip(from as usize).take(5).cloned().collect();
+        assert_eq!(page, wanted, "{context}: {stream} forwards from {from}");
+        let page = resolved_links(
+            client,
+            stream,
+            ReadStreamOptions::default()
+                .position(StreamPosition::Position(from))
+                .backwards()
+                .max_count(5),
+        )
+        .await?;
+        let wanted: Vec<_> = links[..=from as usize]
+            .iter()
+            .rev()
+            .take(5)
+            .cloned()
+            .collect();
+        assert_eq!(page, wanted, "{context}: {stream} backwards from {from}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_projection_links_are_exact_after_a_crash_with_a_torn_tail() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = start_with_system_projections_on(dir.path()).await;
+    let tag = Uuid::new_v4().simple().to_string();
+    let category = format!("linked{tag}");
+    let opened = format!("Opened{tag}");
+    let noted = format!("Noted{tag}");
+    let streams: Vec<String> = (0..3).map(|_| unique_stream(&category)).collect();
+    // Concurrent appends mixing two event types, so that write batches interleave streams and types; then one
+    // append longer than a run of links.
+    let any = AppendToStreamOptions::default();
+    for round in 0..3 {
+        try_join_all(streams.iter().map(|stream| {
+            let mut events = json_events(&opened, round * 10, 4);
+            events.extend(json_events(&noted, round * 10 + 4, 3));
+            app.client.append_to_stream(stream.as_str(), &any, events)
+        }))
+        .await?;
+    }
+    app.client
+        .append_to_stream(
+            streams[0].as_str(),
+            &Default::default(),
+            json_events(&noted, 100, 300),
+        )
+        .await?;
+    let names: Vec<&str> = streams.iter().map(String::as_str).collect();
+    let kept = all_events_of(&app.client, &names).await;
+    assert_eq!(kept.len(), 3 * 3 * 7 + 300);
+    let ce = format!("$ce-{category}");
+    let et_opened = format!("$et-{opened}");
+    let et_noted = format!("$et-{noted}");
+    let expected = |events: &[Summary]| {
+        vec![
+            (ce.as_str(), expected_links(events, |_| true)),
+            (
+                et_opened.as_str(),
+                expected_links(events, |e| e.event_type == opened),
+            ),
+            (
+                et_noted.as_str(),
+                expected_links(events, |e| e.event_type == noted),
+            ),
+        ]
+    };
+    assert_links(&app.client, &expected(&kept), 60, "before the crash").await?;
+
+    // The last append is torn: its first records are whole on disk, its last one is not.
+    let torn = app
+        .client
+        .append_to_stream(
+            streams[1].as_str(),
+            &Default::default(),
+            [json_events(&opened, 500, 2), json_events(&noted, 502, 2)].concat(),
+        )
+        .await?;
+    crash(app).await;
+    let (offset, framed_len) = log_records(dir.path())
+        .into_iter()
+        .find(|(offset, _)| *offset == torn.position.prepare)
+        .expect("the torn append's last record is in the log");
+    truncate_log(dir.path(), offset + Tear::MidPayload.kept_bytes(framed_len));
+
+    let app = start_with_system_projections_on(dir.path()).await;
+    assert_eq!(all_events_of(&app.client, &names).await, kept);
+    assert_links(&app.client, &expected(&kept), 60, "after the crash").await?;
+
+    // Numbering continues where the kept links end, and survives a clean restart.
+    app.client
+        .append_to_stream(
+            streams[2].as_str(),
+            &Default::default(),
+            json_event(&opened, 600),
+        )
+        .await?;
+    let after = all_events_of(&app.client, &names).await;
+    assert_eq!(after.len(), kept.len() + 1);
+    assert_links(&app.client, &expected(&after), 200, "after the next append").await?;
+    shut_down(app).await?;
+    let app = start_with_system_projections_on(dir.path()).await;
+    assert_links(&app.client, &expected(&after), 130, "after a clean restart").await?;
+    shut_down(app).await
 }
