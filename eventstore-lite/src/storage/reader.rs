@@ -77,7 +77,7 @@ pub enum ReadError {
     StreamDeleted(String),
     #[error("no event starts at position {0}")]
     InvalidPosition(u64),
-    #[error("reading the log failed")]
+    #[error("reading the log failed: {0}")]
     Io(#[from] io::Error),
     #[error("reading the index failed")]
     Index(#[from] redb::Error),
