@@ -2,6 +2,7 @@
 //! statistics, state / result, disable / abort / enable, reset, update, delete), partitioned state, emit with
 //! emit disabled (faults) and enabled, a faulting projection beside healthy ones, and a durable projection resuming
 //! from its checkpoint after a restart without emitting anything twice.
+//! Each language feature also has a small query with exact expectations (`language_cases`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -1285,4 +1286,394 @@ async fn events_emitted_before_a_crash_that_beat_the_checkpoint_are_not_written_
         .collect();
     assert_eq!(amounts, [json!(500), json!(300)]);
     Ok(())
+}
+
+/// One step of a language-feature case, run in order.
+enum Step {
+    /// A JSON event (`stream`, `type`, body).
+    Json(&'static str, &'static str, Value),
+    /// Any event, as the client builds it.
+    Event(&'static str, eventstore::EventData),
+    /// A hard delete (tombstone) of the stream.
+    Tombstone(&'static str),
+}
+
+/// What a case must end with, exactly.
+enum Expect {
+    /// The state of a partition (`""`: the projection's own).
+    State(&'static str, Value),
+    /// The result of a partition.
+    Result(&'static str, Value),
+    /// Every event of a stream, as `(type, data as text)`.
+    Stream(&'static str, Vec<(&'static str, &'static str)>),
+    /// The last event of a result stream: a `Result` with this data.
+    LastResult(&'static str, &'static str),
+}
+
+struct Case {
+    name: &'static str,
+    query: &'static str,
+    emit: bool,
+    steps: Vec<Step>,
+    expect: Vec<Expect>,
+}
+
+const EVENT_ID_1: &str = "6f1d2f1e-2c47-4a4e-9d0e-0f7a1c3b5d01";
+const EVENT_ID_2: &str = "6f1d2f1e-2c47-4a4e-9d0e-0f7a1c3b5d02";
+
+fn language_cases() -> Vec<Case> {
+    use Expect::*;
+    use Step::*;
+    vec![
+        Case {
+            name: "from-stream",
+            query: "fromStream('fs-1').when({
+                $init: function() { return { types: [] }; },
+                $any: function(s, e) { s.types.push(e.eventType); }
+            })",
+            emit: false,
+            steps: vec![
+                Json("fs-1", "A", json!({})),
+                Json("fs-2", "Other", json!({})),
+                Json("fs-1", "B", json!({})),
+            ],
+            expect: vec![State("", json!({"types": ["A", "B"]}))],
+        },
+        Case {
+            name: "from-streams",
+            query: "fromStreams('fss-a', 'fss-b').when({
+                $init: function() { return { seen: [] }; },
+                $any: function(s, e) { s.seen.push(e.streamId + ':' + e.sequenceNumber); }
+            })",
+            emit: false,
+            steps: vec![
+                Json("fss-a", "T", json!({})),
+                Json("fss-c", "T", json!({})),
+                Json("fss-b", "T", json!({})),
+                Json("fss-a", "T", json!({})),
+            ],
+            expect: vec![State(
+                "",
+                json!({"seen": ["fss-a:0", "fss-b:0", "fss-a:1"]}),
+            )],
+        },
+        // fromCategory reads one category only; a named handler takes its events, $any the rest.
+        Case {
+            name: "named-and-any",
+            query: "fromCategory('named').when({
+                $init: function() { return { opened: 0, other: [] }; },
+                Opened: function(s, e) { s.opened += 1; },
+                $any: function(s, e) { s.other.push(e.eventType); }
+            })",
+            emit: false,
+            steps: vec![
+                Json("named-1", "Opened", json!({})),
+                Json("named-1", "Deposited", json!({})),
+                Json("namedx-1", "Opened", json!({})),
+                Json("named-2", "Opened", json!({})),
+                Json("named-2", "Closed", json!({})),
+            ],
+            expect: vec![State(
+                "",
+                json!({"opened": 2.0, "other": ["Deposited", "Closed"]}),
+            )],
+        },
+        // A handler's return value replaces the state; a named handler alone ignores other types.
+        Case {
+            name: "named-only",
+            query: "fromCategory('only').when({
+                Opened: function(s, e) { return { last: e.body.n }; }
+            })",
+            emit: false,
+            steps: vec![
+                Json("only-1", "Opened", json!({"n": 1})),
+                Json("only-1", "Ignored", json!({"n": 2})),
+                Json("only-2", "Opened", json!({"n": 3})),
+                Json("only-2", "Ignored", json!({"n": 4})),
+            ],
+            expect: vec![State("", json!({"last": 3.0}))],
+        },
+        Case {
+            name: "foreach-created",
+            query: "fromCategory('fe').foreachStream().when({
+                $init: function() { return { n: 0, created: 0 }; },
+                $created: function(s, e) { s.created += 1; s.first = e.eventType; },
+                $any: function(s, e) { s.n += 1; s.partition = e.partition; }
+            })",
+            emit: false,
+            steps: vec![
+                Json("fe-1", "Opened", json!({})),
+                Json("fe-2", "Opened", json!({})),
+                Json("fe-1", "Deposited", json!({})),
+            ],
+            expect: vec![
+                State(
+                    "fe-1",
+                    json!({"n": 2.0, "created": 1.0, "first": "Opened", "partition": "fe-1"}),
+                ),
+                State(
+                    "fe-2",
+                    json!({"n": 1.0, "created": 1.0, "first": "Opened", "partition": "fe-2"}),
+                ),
+            ],
+        },
+        // A hard-deleted stream's partition gets `$deleted` (a soft delete does not yet: not covered).
+        Case {
+            name: "deleted",
+            query: "fromAll().foreachStream().when({
+                $init: function() { return { n: 0 }; },
+                $any: function(s, e) { s.n += 1; },
+                $deleted: function(s, e) { s.deleted = e.partition; }
+            })",
+            emit: false,
+            steps: vec![
+                Json("del-1", "Opened", json!({})),
+                Json("del-2", "Opened", json!({})),
+                Tombstone("del-1"),
+            ],
+            expect: vec![
+                State("del-1", json!({"n": 1.0, "deleted": "del-1"})),
+                State("del-2", json!({"n": 1.0})),
+            ],
+        },
+        // transformBy and filterBy shape the result (not the state); a filtered-out result is none.
+        Case {
+            name: "transform-filter",
+            query: "fromCategory('tf').foreachStream().when({
+                $init: function() { return { n: 0 }; },
+                $any: function(s, e) { s.n += 1; }
+            }).transformBy(function(s) { return { double: s.n * 2 }; })
+              .filterBy(function(r) { return r.double > 2; })",
+            emit: false,
+            steps: vec![
+                Json("tf-1", "T", json!({})),
+                Json("tf-1", "T", json!({})),
+                Json("tf-2", "T", json!({})),
+            ],
+            expect: vec![
+                State("tf-1", json!({"n": 2.0})),
+                State("tf-2", json!({"n": 1.0})),
+                Result("tf-1", json!({"double": 4.0})),
+                Result("tf-2", json!({})),
+                LastResult("$projections-transform-filter-tf-1-result", "{\"double\":4}"),
+                Stream("$projections-transform-filter-tf-2-result", vec![]),
+            ],
+        },
+        Case {
+            name: "output-state",
+            query: "fromCategory('os').when({
+                $init: function() { return { n: 0 }; },
+                $any: function(s, e) { s.n += 1; }
+            }).outputState()",
+            emit: false,
+            steps: vec![Json("os-1", "T", json!({})), Json("os-2", "T", json!({}))],
+            expect: vec![
+                Result("", json!({"n": 2.0})),
+                LastResult("$projections-output-state-result", "{\"n\":2}"),
+            ],
+        },
+        Case {
+            name: "output-to",
+            query: "fromCategory('ot').when({
+                $init: function() { return { n: 0 }; },
+                $any: function(s, e) { s.n += 1; }
+            }).outputState().outputTo('otresults')",
+            emit: false,
+            steps: vec![Json("ot-1", "T", json!({}))],
+            expect: vec![
+                LastResult("otresults", "{\"n\":1}"),
+                Stream("$projections-output-to-result", vec![]),
+            ],
+        },
+        Case {
+            name: "result-stream-name",
+            query: "options({ resultStreamName: 'rsnresults' });
+            fromCategory('rsn').when({
+                $init: function() { return { n: 0 }; },
+                $any: function(s, e) { s.n += 1; }
+            }).outputState()",
+            emit: false,
+            steps: vec![Json("rsn-1", "T", json!({})), Json("rsn-1", "T", json!({}))],
+            expect: vec![
+                LastResult("rsnresults", "{\"n\":2}"),
+                Stream("$projections-result-stream-name-result", vec![]),
+            ],
+        },
+        Case {
+            name: "include-links",
+            query: "options({ $includeLinks: true });
+            fromAll().when({
+                $init: function() { return { seen: [] }; },
+                $any: function(s, e) {
+                    if (e.streamId.indexOf('inc-') === 0) { s.seen.push(e.eventType + ' ' + e.bodyRaw); }
+                }
+            })",
+            emit: false,
+            steps: vec![
+                Json("inc-src", "Thing", json!({"k": 1})),
+                Event(
+                    "inc-links",
+                    eventstore::EventData::binary("$>", "0@inc-src".into())
+                        .id(uuid::Uuid::new_v4()),
+                ),
+            ],
+            expect: vec![State(
+                "",
+                json!({"seen": ["Thing {\"k\":1}", "$> 0@inc-src"]}),
+            )],
+        },
+        Case {
+            name: "without-links",
+            query: "fromAll().when({
+                $init: function() { return { seen: [] }; },
+                $any: function(s, e) {
+                    if (e.streamId.indexOf('inc-') === 0) { s.seen.push(e.eventType + ' ' + e.bodyRaw); }
+                }
+            })",
+            emit: false,
+            steps: vec![],
+            expect: vec![State("", json!({"seen": ["Thing {\"k\":1}"]}))],
+        },
+        Case {
+            name: "link-copy-stream",
+            query: "fromCategory('lk').when({
+                $any: function(s, e) {
+                    linkTo('lkout-links', e);
+                    copyTo('lkout-copies', e);
+                    linkStreamTo('lkout-streams', e.streamId);
+                }
+            })",
+            emit: true,
+            steps: vec![
+                Json("lk-1", "Opened", json!({"a": 1})),
+                Json("lk-2", "Closed", json!({"b": 2})),
+            ],
+            expect: vec![
+                Stream("lkout-links", vec![("$>", "0@lk-1"), ("$>", "0@lk-2")]),
+                Stream(
+                    "lkout-copies",
+                    vec![("Opened", "{\"a\":1}"), ("Closed", "{\"b\":2}")],
+                ),
+                Stream("lkout-streams", vec![("$@", "lk-1"), ("$@", "lk-2")]),
+            ],
+        },
+        Case {
+            name: "event-fields",
+            query: "fromStream('evf-1').when({
+                $init: function() { return { seen: [] }; },
+                $any: function(s, e) {
+                    s.seen.push([e.eventType, e.streamId, e.sequenceNumber, e.eventId, e.isJson, e.body,
+                        e.data, e.bodyRaw, e.metadata, e.partition]);
+                }
+            })",
+            emit: false,
+            steps: vec![
+                Event(
+                    "evf-1",
+                    eventstore::EventData::json("Typed", &json!({"a": 1}))
+                        .expect("JSON")
+                        .metadata_as_json(&json!({"who": "me"}))
+                        .expect("JSON")
+                        .id(EVENT_ID_1.parse().expect("a UUID")),
+                ),
+                Event(
+                    "evf-1",
+                    eventstore::EventData::binary("Blob", "raw bytes".into())
+                        .id(EVENT_ID_2.parse().expect("a UUID")),
+                ),
+            ],
+            expect: vec![State(
+                "",
+                json!({"seen": [
+                    ["Typed", "evf-1", 0.0, EVENT_ID_1, true, {"a": 1.0}, {"a": 1.0}, "{\"a\":1}",
+                        {"who": "me"}, ""],
+                    ["Blob", "evf-1", 1.0, EVENT_ID_2, false, null, null, "raw bytes", null, ""]
+                ]}),
+            )],
+        },
+    ]
+}
+
+/// Each language feature with a small query, all on one server: every projection is created, then every
+/// case's events are appended, then each case's exact expectations are awaited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_language_feature_gives_exactly_the_expected_state_result_and_emitted_events() {
+    let app = spawn_app().await;
+    let projections = projections_for(&app);
+    let cases = language_cases();
+    for case in &cases {
+        create(&projections, case.name, case.query, case.emit).await;
+    }
+    for case in &cases {
+        for step in &case.steps {
+            match step {
+                Step::Json(stream, event_type, body) => {
+                    append(&app.client, stream, event_type, std::slice::from_ref(body)).await
+                }
+                Step::Event(stream, event) => {
+                    within(
+                        "an append",
+                        app.client
+                            .append_to_stream(*stream, &Default::default(), event.clone()),
+                    )
+                    .await
+                    .expect("the append succeeds");
+                }
+                Step::Tombstone(stream) => {
+                    within(
+                        "a tombstone",
+                        app.client.tombstone_stream(*stream, &Default::default()),
+                    )
+                    .await
+                    .expect("the tombstone succeeds");
+                }
+            }
+        }
+    }
+    for case in &cases {
+        let name = case.name;
+        for expect in &case.expect {
+            match expect {
+                Expect::State(partition, want) => {
+                    wait_for_state(&projections, name, partition, want.clone()).await
+                }
+                Expect::Result(partition, want) => {
+                    let projections = &projections;
+                    wait_until(
+                        WAIT,
+                        &format!("{name}[{partition}] result is {want}"),
+                        || async move { &result(projections, name, partition).await == want },
+                    )
+                    .await
+                }
+                Expect::LastResult(stream, want) => {
+                    let client = &app.client;
+                    wait_until(
+                        WAIT,
+                        &format!("{name}: the last of {stream} is a Result {want}"),
+                        || async move {
+                            raw_events_in(client, stream).await.last()
+                                == Some(&("Result".to_owned(), (*want).to_owned()))
+                        },
+                    )
+                    .await
+                }
+                Expect::Stream(stream, want) => {
+                    let want: Vec<(String, String)> = want
+                        .iter()
+                        .map(|(t, d)| ((*t).to_owned(), (*d).to_owned()))
+                        .collect();
+                    let (client, want) = (&app.client, &want);
+                    wait_until(
+                        WAIT,
+                        &format!("{name}: {stream} is {want:?}"),
+                        || async move { &raw_events_in(client, stream).await == want },
+                    )
+                    .await
+                }
+            }
+        }
+        let after = status(&projections, name).await;
+        assert_eq!(after.status, "Running", "{name}: {after:?}");
+    }
 }
