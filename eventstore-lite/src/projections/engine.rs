@@ -237,9 +237,10 @@ pub struct Processed {
 pub struct Projection {
     // The context must drop before the runtime.
     context: Context,
-    _runtime: Runtime,
+    runtime: Runtime,
     deadline: Rc<Cell<Option<Instant>>>,
     long_call: Cell<bool>,
+
     limits: Limits,
     definition: Definition,
 }
@@ -262,7 +263,7 @@ impl Projection {
             Context::full(&runtime).map_err(|e| ProjectionError::Engine(e.to_string()))?;
         let mut projection = Projection {
             context,
-            _runtime: runtime,
+            runtime,
             deadline,
             long_call: Cell::new(false),
             limits,
@@ -475,6 +476,12 @@ impl Projection {
             } else {
                 format!("{message} ({position})")
             });
+        }
+        // QuickJS throws `null` when it cannot even allocate its "out of memory" error (what a greedy query
+        // meets at the limit); the message can only be found when there was memory to build it. A query that
+        // throws `null` itself is reported the same way.
+        if value.is_null() {
+            return ProjectionError::OutOfMemory(self.limits.memory_bytes);
         }
         let text: Option<String> = value.as_string().and_then(|s| s.to_string().ok());
         ProjectionError::Script(

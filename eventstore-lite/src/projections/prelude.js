@@ -75,7 +75,11 @@ function linkStreamTo(stream, linkedStream, metadata) {
 
 var __reserved = ['$init', '$initShared', '$any', '$created', '$deleted'];
 
-function __biState() { return __def.options.biState === true; }
+// A `$initShared` handler turns on the shared state by itself, as in EventStoreDB.
+function __biState() {
+  var handlers = __def.handlers || {};
+  return __def.options.biState === true || typeof handlers.$initShared === 'function';
+}
 
 function __describe() {
   var handlers = __def.handlers || {};

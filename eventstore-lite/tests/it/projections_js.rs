@@ -1325,6 +1325,26 @@ fn language_cases() -> Vec<Case> {
     use Expect::*;
     use Step::*;
     vec![
+        // A `$initShared` handler turns the shared state on without `options({ biState: true })`.
+        Case {
+            name: "init-shared",
+            query: "fromCategory('shr').foreachStream().when({
+                $init: function() { return { n: 0 }; },
+                $initShared: function() { return { total: 0 }; },
+                $any: function(s, e) { s[0].n += 1; s[1].total += 1; return s; }
+            })",
+            emit: false,
+            steps: vec![
+                Json("shr-1", "T", json!({})),
+                Json("shr-2", "T", json!({})),
+                Json("shr-1", "T", json!({})),
+            ],
+            expect: vec![
+                State("shr-1", json!({"n": 2.0})),
+                State("shr-2", json!({"n": 1.0})),
+                State("", json!({"total": 3.0})),
+            ],
+        },
         Case {
             name: "from-stream",
             query: "fromStream('fs-1').when({
