@@ -237,7 +237,7 @@ pub struct Processed {
 pub struct Projection {
     // The context must drop before the runtime.
     context: Context,
-    runtime: Runtime,
+    _runtime: Runtime,
     deadline: Rc<Cell<Option<Instant>>>,
     long_call: Cell<bool>,
 
@@ -263,7 +263,7 @@ impl Projection {
             Context::full(&runtime).map_err(|e| ProjectionError::Engine(e.to_string()))?;
         let mut projection = Projection {
             context,
-            runtime,
+            _runtime: runtime,
             deadline,
             long_call: Cell::new(false),
             limits,

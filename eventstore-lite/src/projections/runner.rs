@@ -624,6 +624,7 @@ impl Runner {
         match &self.cursor {
             Cursor::All(position) => {
                 let include_links = self.definition.includes_links();
+                let handles_deleted = self.definition.handles("$streamDeleted");
                 let read = self
                     .store
                     .read_all(
@@ -639,8 +640,9 @@ impl Runner {
                     .items
                     .into_iter()
                     .filter(|i| {
-                        !i.record.stream.starts_with('$')
-                            && (include_links || i.record.event_type != "$>")
+                        (!i.record.stream.starts_with('$')
+                            && (include_links || i.record.event_type != "$>"))
+                            || (handles_deleted && soft_deletes(&i.record))
                     })
                     .map(|i| (i.record.position, i))
                     .collect();
@@ -753,18 +755,21 @@ impl Runner {
                 Some(target) => (target, Some(&item.record)),
                 None => (&item.record, None),
             };
-            if !self.definition.handles(&event.event_type) {
+            // A soft delete (the `$metadata` event that sets `$tb` to the end) is the stream's deletion, as the
+            // tombstone's `$streamDeleted` is for a hard delete.
+            let (stream_id, event_type) = match event.stream.strip_prefix("$$") {
+                Some(deleted) if soft_deletes(event) => (deleted, "$streamDeleted"),
+                _ => (event.stream.as_str(), event.event_type.as_str()),
+            };
+            if !self.definition.handles(event_type) {
                 continue;
             }
             let input = EventRef {
-                stream_id: &event.stream,
+                stream_id,
                 sequence_number: event.revision,
-                event_type: &event.event_type,
+                event_type,
                 event_id: event.id.hyphenated(),
-                category: event
-                    .stream
-                    .split_once('-')
-                    .map_or(event.stream.as_str(), |(c, _)| c),
+                category: stream_id.split_once('-').map_or(stream_id, |(c, _)| c),
                 is_json: event.is_json,
                 body_raw: String::from_utf8_lossy(&event.data),
                 metadata_raw: String::from_utf8_lossy(&event.metadata),
@@ -1060,4 +1065,11 @@ fn json_event(event_type: &str, data: Vec<u8>) -> ProposedEvent {
         metadata: Bytes::new(),
         data: Bytes::from(data),
     }
+}
+
+/// Whether `record` soft-deletes a stream: a `$metadata` event in its `$$` metastream whose `$tb` is the end.
+fn soft_deletes(record: &crate::storage::StoredEvent) -> bool {
+    record.stream.starts_with("$$")
+        && record.event_type == "$metadata"
+        && crate::storage::StreamMetadata::parse(&record.data).is_soft_deleted()
 }

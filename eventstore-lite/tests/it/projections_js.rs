@@ -1296,6 +1296,8 @@ enum Step {
     Event(&'static str, eventstore::EventData),
     /// A hard delete (tombstone) of the stream.
     Tombstone(&'static str),
+    /// A soft delete of the stream.
+    SoftDelete(&'static str),
 }
 
 /// What a case must end with, exactly.
@@ -1454,6 +1456,25 @@ fn language_cases() -> Vec<Case> {
             expect: vec![
                 State("del-1", json!({"n": 1.0, "deleted": "del-1"})),
                 State("del-2", json!({"n": 1.0})),
+            ],
+        },
+        // A soft delete reaches $deleted too (its `$metadata` event sets `$tb` to the end).
+        Case {
+            name: "soft-deleted",
+            query: "fromAll().foreachStream().when({
+                $init: function() { return { n: 0 }; },
+                $any: function(s, e) { s.n += 1; },
+                $deleted: function(s, e) { s.deleted = e.partition; }
+            })",
+            emit: false,
+            steps: vec![
+                Json("sdel-1", "Opened", json!({})),
+                Json("sdel-2", "Opened", json!({})),
+                SoftDelete("sdel-1"),
+            ],
+            expect: vec![
+                State("sdel-1", json!({"n": 1.0, "deleted": "sdel-1"})),
+                State("sdel-2", json!({"n": 1.0})),
             ],
         },
         // transformBy and filterBy shape the result (not the state); a filtered-out result is none.
@@ -1646,6 +1667,14 @@ async fn each_language_feature_gives_exactly_the_expected_state_result_and_emitt
                     )
                     .await
                     .expect("the tombstone succeeds");
+                }
+                Step::SoftDelete(stream) => {
+                    within(
+                        "a delete",
+                        app.client.delete_stream(*stream, &Default::default()),
+                    )
+                    .await
+                    .expect("the delete succeeds");
                 }
             }
         }
