@@ -16,7 +16,6 @@ mod transfers;
 mod workers;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use events::AccountId;
@@ -42,8 +41,6 @@ const PROJECTOR_NAME: &str = "accounts";
 const SNAPSHOT_EVERY: u64 = 200;
 /// Accounts whose state the service keeps in memory between postings.
 const ACCOUNTS_CACHED: usize = 100_000;
-/// How long stopping may take before tasks are abandoned.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// accounts-api's options; each can also be set through its environment variable.
 #[derive(Debug, Clone, clap::Parser)]
@@ -161,12 +158,7 @@ pub async fn run(
     )
     .with_metrics(&metrics);
     let progress = projector.progress();
-    let projector_token = tasks.token();
-    tasks.spawn(async move {
-        if let Err(error) = projector.run(projector_token).await {
-            tracing::error!(%error, "the accounts read model stopped");
-        }
-    });
+    projector.spawn(&tasks);
 
     let readiness = infrastructure::http::Readiness::new();
     readiness.add_check("read-model-caught-up", move || progress.is_caught_up());
@@ -182,12 +174,7 @@ pub async fn run(
         .readiness(readiness)
         .build();
 
-    let token = tasks.token();
-    let served = infrastructure::http::serve(listener, router, async move {
-        token.cancelled().await;
-    })
-    .await;
-    tasks.shut_down(SHUTDOWN_GRACE).await;
-    served.context("serving HTTP")?;
-    Ok(())
+    infrastructure::http::serve_until_shutdown(&tasks, listener, router)
+        .await
+        .context("serving HTTP")
 }

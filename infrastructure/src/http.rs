@@ -142,6 +142,42 @@ async fn method_not_allowed(method: Method, uri: Uri) -> impl IntoResponse {
     (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
 }
 
+/// How long a service's tasks get to finish once shutdown starts.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A service's last step: serves `router` until `tasks`' shutdown starts, then shuts `tasks` down (waiting at
+/// most [`SHUTDOWN_GRACE`]) and reports how serving went.
+pub async fn serve_until_shutdown(
+    tasks: &crate::Shutdown,
+    listener: TcpListener,
+    router: Router,
+) -> std::io::Result<()> {
+    let token = tasks.token();
+    let served = serve(listener, router, async move { token.cancelled().await }).await;
+    tasks.shut_down(SHUTDOWN_GRACE).await;
+    served
+}
+
+/// A service binary's `main` after parsing its options: binds `address`, then runs `run` with the listener and
+/// a token that Ctrl-C / SIGTERM cancels.
+pub async fn run_until_signalled<F, Fut, E>(address: std::net::SocketAddr, run: F) -> Result<(), E>
+where
+    F: FnOnce(TcpListener, tokio_util::sync::CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: From<std::io::Error>,
+{
+    let listener = TcpListener::bind(address).await.map_err(|error| {
+        std::io::Error::new(error.kind(), format!("binding {address}: {error}"))
+    })?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signalled = shutdown.clone();
+    tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        signalled.cancel();
+    });
+    run(listener, shutdown).await
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then stops accepting and lets requests in progress
 /// finish.
 pub async fn serve(

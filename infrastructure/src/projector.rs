@@ -200,6 +200,20 @@ impl<M: ReadModel> Projector<M> {
         self.progress.clone()
     }
 
+    /// Runs the projector as one of `tasks` until their shutdown; an error that stops it is logged.
+    pub fn spawn(self, tasks: &crate::Shutdown)
+    where
+        M: Sync,
+    {
+        let token = tasks.token();
+        let name = self.name.clone();
+        tasks.spawn(async move {
+            if let Err(error) = self.run(token).await {
+                tracing::error!(projector = %name, %error, "the read model stopped");
+            }
+        });
+    }
+
     /// Projects until `shutdown` is cancelled (then `Ok`), reconnecting with back-off when the subscription
     /// drops. Returns an error only for what retrying cannot fix: an unreadable event, a read model that
     /// refuses an event, a failing database.

@@ -16,7 +16,6 @@ pub mod validation;
 mod workers;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use events::bacs::DEFAULT_MAX_AMOUNT;
@@ -141,12 +140,7 @@ pub async fn run(
         read_model::PaymentsModel,
     )
     .with_metrics(&metrics);
-    let projector_token = tasks.token();
-    tasks.spawn(async move {
-        if let Err(error) = projector.run(projector_token).await {
-            tracing::error!(%error, "the payments read model stopped");
-        }
-    });
+    projector.spawn(&tasks);
 
     let state = http::AppState {
         store,
@@ -154,14 +148,7 @@ pub async fn run(
         read_models,
     };
     let router = http::router(state, metrics);
-    let serve_token = tasks.token();
-    let served =
-        infrastructure::http::serve(
-            listener,
-            router,
-            async move { serve_token.cancelled().await },
-        )
-        .await;
-    tasks.shut_down(Duration::from_secs(10)).await;
-    served.context("serving HTTP")
+    infrastructure::http::serve_until_shutdown(&tasks, listener, router)
+        .await
+        .context("serving HTTP")
 }

@@ -19,7 +19,6 @@ pub mod screening;
 mod workers;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use infrastructure::{
@@ -152,12 +151,7 @@ pub async fn run(
         read_model::HeldPaymentsModel,
     )
     .with_metrics(&metrics);
-    let projector_token = tasks.token();
-    tasks.spawn(async move {
-        if let Err(error) = projector.run(projector_token).await {
-            tracing::error!(%error, "the held-payments read model stopped");
-        }
-    });
+    projector.spawn(&tasks);
 
     let state = http::AppState {
         names,
@@ -167,14 +161,7 @@ pub async fn run(
         threshold: config.match_threshold,
     };
     let router = http::router(state, metrics);
-    let serve_token = tasks.token();
-    let served =
-        infrastructure::http::serve(
-            listener,
-            router,
-            async move { serve_token.cancelled().await },
-        )
-        .await;
-    tasks.shut_down(Duration::from_secs(10)).await;
-    served.context("serving HTTP")
+    infrastructure::http::serve_until_shutdown(&tasks, listener, router)
+        .await
+        .context("serving HTTP")
 }

@@ -178,10 +178,7 @@ pub async fn run(
         shutdown: tasks.clone(),
     };
     let router = http::router(state);
-    let token = tasks.token();
-    infrastructure::http::serve(listener, router, async move { token.cancelled().await })
+    infrastructure::http::serve_until_shutdown(&tasks, listener, router)
         .await
-        .context("serving HTTP")?;
-    tasks.shut_down(Duration::from_secs(10)).await;
-    Ok(())
+        .context("serving HTTP")
 }

@@ -1,8 +1,6 @@
 //! The `scheme-simulator` binary: telemetry, options, listen, run until Ctrl-C / SIGTERM.
 
-use anyhow::Context as _;
 use clap::Parser;
-use infrastructure::CancellationToken;
 use scheme_simulator::{run, Config, DEFAULT_PORT};
 
 /// The simulated Bacs scheme: sends the bank inbound payments and receives its returns.
@@ -18,14 +16,8 @@ async fn main() -> anyhow::Result<()> {
     infrastructure::init_telemetry("info");
     let config = Cli::parse().config;
     let address = config.http.listen_or(DEFAULT_PORT);
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("listening on {address}"))?;
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        infrastructure::shutdown_signal().await;
-        signal.cancel();
-    });
-    run(config, listener, shutdown).await
+    infrastructure::http::run_until_signalled(address, |listener, shutdown| {
+        run(config, listener, shutdown)
+    })
+    .await
 }
