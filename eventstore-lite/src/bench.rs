@@ -123,6 +123,10 @@ pub struct WriteFloodArgs {
     /// Client instances (one HTTP/2 connection each) shared round-robin by the tasks.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
     pub connections: u64,
+    /// Send the appends through one BatchAppend session per connection (many appends in flight on one gRPC
+    /// call) instead of one Append call each.
+    #[arg(long)]
+    pub batch_append: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -724,6 +728,8 @@ struct AppendPlan {
     payload: Bytes,
     record_latency: bool,
     label: &'static str,
+    /// Through BatchAppend sessions (one per client) rather than Append calls.
+    batch_append: bool,
 }
 
 #[derive(Default)]
@@ -769,10 +775,24 @@ async fn run_appends(clients: &[Client], plan: AppendPlan) -> anyhow::Result<App
         0
     };
 
+    let sessions = if plan.batch_append {
+        let mut sessions = Vec::with_capacity(clients.len());
+        for client in clients {
+            let session = client
+                .batch_append(&Default::default())
+                .await
+                .context("opening a BatchAppend session")?;
+            sessions.push(Some(Arc::new(session)));
+        }
+        sessions
+    } else {
+        vec![None; clients.len()]
+    };
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for task_index in 0..plan.concurrency {
         let client = clients[(task_index % clients.len() as u64) as usize].clone();
+        let session = sessions[(task_index % clients.len() as u64) as usize].clone();
         let next_append = next_append.clone();
         let completed = completed.clone();
         let failed = failed.clone();
@@ -798,10 +818,17 @@ async fn run_appends(clients: &[Client], plan: AppendPlan) -> anyhow::Result<App
                     .map(|_| EventData::binary(BENCH_EVENT_TYPE, payload.clone()))
                     .collect();
                 let sent = Instant::now();
-                match client
-                    .append_to_stream(stream.as_str(), &options, events)
-                    .await
-                {
+                let appended = match &session {
+                    Some(session) => session
+                        .append_to_stream(stream.as_str(), ExpectedRevision::Any, events)
+                        .await
+                        .map(drop),
+                    None => client
+                        .append_to_stream(stream.as_str(), &options, events)
+                        .await
+                        .map(drop),
+                };
+                match appended {
                     Ok(_) => {
                         if record_latency {
                             outcome.latencies_us.push(micros(sent.elapsed()));
@@ -905,6 +932,7 @@ async fn write_flood(target: &Target, args: &WriteFloodArgs) -> anyhow::Result<W
             payload: payload(args.size),
             record_latency: true,
             label: "write-flood",
+            batch_append: args.batch_append,
         },
     )
     .await?;
@@ -983,6 +1011,7 @@ async fn ensure_all_holds(
             payload: payload(size),
             record_latency: false,
             label: "prewrite",
+            batch_append: false,
         },
     )
     .await?;
@@ -1109,6 +1138,7 @@ async fn ensure_stream_holds(
             payload: payload(size),
             record_latency: false,
             label: "prewrite",
+            batch_append: false,
         },
     )
     .await?;
@@ -1554,6 +1584,7 @@ async fn fill_for_restart(
             payload: payload(args.size),
             record_latency: false,
             label: "restart fill",
+            batch_append: false,
         },
     )
     .await?;
@@ -2194,6 +2225,7 @@ async fn prewrite_exactly(
                 payload: payload(size),
                 record_latency: false,
                 label: "prewrite",
+                batch_append: false,
             },
         )
         .await?;
@@ -2649,6 +2681,7 @@ async fn system_projections(
             size: args.size,
             events_per_append: args.events_per_append,
             connections: 4,
+            batch_append: false,
         };
         let target = Target::open(&target_args).await?;
         let outcome = write_flood(&target, &flood).await;

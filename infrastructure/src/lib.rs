@@ -3,7 +3,8 @@
 //!
 //! - `store`: [`EventStore`] — connect with retry, typed append and read of [`events::DomainEvent`]s with their
 //!   [`events::EventMetadata`]; [`StoreError`]. Opt-in stream ownership ([`EventStore::with_owner_role`]): the
-//!   streams a service creates get an `$acl` that lets only its role write them.
+//!   streams a service creates get an `$acl` that lets only its role write them. Appends go through one
+//!   BatchAppend session per connection (`appender`), falling back to `Append` calls.
 //! - `repository`: [`Repository`] of an [`Aggregate`] — fold a stream (from a snapshot), save with the expected
 //!   revision, [`Repository::execute`] a decision with retries on conflict, snapshots in `snapshot-<stream>`.
 //! - `worker`: [`Worker`] — one competing consumer of a persistent subscription group; handler → ack, transient
@@ -20,6 +21,7 @@
 //! - `shutdown`: [`Shutdown`] (token + task tracker) and [`shutdown_signal`] (Ctrl-C / SIGTERM).
 //! - `telemetry`: [`init_telemetry`], for binaries only.
 
+mod appender;
 mod config;
 mod group;
 pub mod http;

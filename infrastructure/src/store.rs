@@ -18,6 +18,8 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use crate::appender::Appender;
+
 /// The longest single connection attempt: long enough for a TLS handshake and cluster discovery.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -29,6 +31,8 @@ const CLAIM_ATTEMPTS: u32 = 5;
 #[derive(Clone)]
 pub struct EventStore {
     client: Client,
+    /// Shared by clones: appends go through one BatchAppend session per connection.
+    appender: Arc<Appender>,
     /// The role the streams this store creates are private to ([`EventStore::with_owner_role`]).
     owner_role: Option<Arc<str>>,
 }
@@ -252,6 +256,7 @@ impl EventStore {
     /// Wraps a client that is already known to reach a server.
     pub fn from_client(client: Client) -> Self {
         Self {
+            appender: Arc::new(Appender::new(client.clone())),
             client,
             owner_role: None,
         }
@@ -391,15 +396,14 @@ impl EventStore {
         if matches!(expected, ExpectedRevision::NoStream) {
             self.claim_stream(stream).await?;
         }
-        let options = AppendToStreamOptions::default().expected_revision(expected);
-        let result = self
-            .client
-            .append_to_stream(stream, &options, data)
+        let written = self
+            .appender
+            .append(stream, expected, data)
             .await
             .map_err(|error| StoreError::from_client(stream, error))?;
         Ok(Appended {
-            last_revision: result.next_expected_version,
-            position: result.position,
+            last_revision: written.last_revision,
+            position: written.position,
         })
     }
 
