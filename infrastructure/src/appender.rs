@@ -21,6 +21,9 @@ use tokio::sync::Mutex;
 
 /// How long after a session failed to open the next append tries again (plain appends meanwhile).
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
+/// How long an append waits for the session's answer before it gives up on the session and appends alone. The
+/// official client's session can go quiet without failing its appends (a response stream that ends cleanly).
+const SESSION_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 enum Session {
     /// None open: the next append opens one.
@@ -69,10 +72,17 @@ impl Appender {
         events: Vec<EventData>,
     ) -> eventstore::Result<Written> {
         if let Some(session) = self.session().await {
-            match session
-                .append_to_stream(stream, expected, events.clone())
-                .await
-            {
+            let answer = tokio::time::timeout(
+                SESSION_ANSWER_TIMEOUT,
+                session.append_to_stream(stream, expected, events.clone()),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(eventstore::Error::ServerError(
+                    "no answer from the batch append session".to_owned(),
+                ))
+            });
+            match answer {
                 Ok(result) => {
                     if let (Some(last_revision), Some(position)) =
                         (result.current_revision(), result.current_position())

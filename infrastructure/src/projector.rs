@@ -63,6 +63,10 @@ pub struct ProjectorOptions {
     /// The most events applied in one transaction; events already waiting are batched, so a projector that is
     /// behind commits (and fsyncs) once per batch rather than once per event.
     pub max_batch: usize,
+    /// How long a batch that is not full waits for more events after its first. Live, events arrive a few at a
+    /// time, and each batch is a transaction: waiting a moment turns a busy stream's trickle into batches (the
+    /// read model lags by at most this much more).
+    pub batch_window: Duration,
     pub first_backoff: Duration,
     pub max_backoff: Duration,
 }
@@ -71,6 +75,7 @@ impl Default for ProjectorOptions {
     fn default() -> Self {
         Self {
             max_batch: 512,
+            batch_window: Duration::from_millis(20),
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
         }
@@ -328,11 +333,24 @@ impl<M: ReadModel> Projector<M> {
                 },
             };
             let mut pending = vec![first];
-            while pending.len() < self.options.max_batch.max(1) {
-                match receiver.try_recv() {
-                    Ok(message) => pending.push(message),
-                    Err(_) => break,
-                }
+            let max_batch = self.options.max_batch.max(1);
+            let window_ends = tokio::time::Instant::now() + self.options.batch_window;
+            while pending.len() < max_batch {
+                let message = match receiver.try_recv() {
+                    Ok(message) => message,
+                    Err(_) => {
+                        let next = tokio::select! {
+                            biased;
+                            _ = shutdown.cancelled() => None,
+                            next = tokio::time::timeout_at(window_ends, receiver.recv()) => next.ok().flatten(),
+                        };
+                        match next {
+                            Some(message) => message,
+                            None => break,
+                        }
+                    }
+                };
+                pending.push(message);
             }
             let mut events = Vec::new();
             let mut new_checkpoint = *checkpoint;
@@ -403,15 +421,16 @@ impl<M: ReadModel> Projector<M> {
                     .set_durability(redb::Durability::None)
                     .map_err(redb::Error::from)?;
             }
-            for event in &batch.events {
-                model
-                    .apply(&transaction, event)
-                    .map_err(|source| ProjectorError::Apply {
-                        stream: event.stream.clone(),
-                        revision: event.revision,
+            model
+                .apply_batch(&transaction, &batch.events)
+                .map_err(|(index, source)| {
+                    let event = batch.events.get(index).or(batch.events.last());
+                    ProjectorError::Apply {
+                        stream: event.map(|e| e.stream.clone()).unwrap_or_default(),
+                        revision: event.map_or(0, |e| e.revision),
                         source,
-                    })?;
-            }
+                    }
+                })?;
             store_checkpoint(&transaction, &name, &batch.checkpoint)?;
             transaction.commit().map_err(redb::Error::from)?;
             Ok(())

@@ -172,4 +172,19 @@ pub trait ReadModel: Send + 'static {
         transaction: &WriteTransaction,
         event: &StoredEvent<Self::Event>,
     ) -> Result<(), ApplyError>;
+
+    /// Applies a batch of events, in order, in one transaction; on failure, says at which event. The default
+    /// applies them one by one; a model whose rows several events of a batch touch (a counter, an aggregate's
+    /// row) can override it to read and write each row once per batch instead of once per event.
+    fn apply_batch(
+        &mut self,
+        transaction: &WriteTransaction,
+        events: &[StoredEvent<Self::Event>],
+    ) -> Result<(), (usize, ApplyError)> {
+        for (index, event) in events.iter().enumerate() {
+            self.apply(transaction, event)
+                .map_err(|error| (index, error))?;
+        }
+        Ok(())
+    }
 }

@@ -393,8 +393,11 @@ impl<H: Handler> Worker<H> {
             retry_count,
             correlation_id = tracing::field::Empty,
         );
-        if let Some(correlation_id) = delivery.correlation_id() {
-            span.record("correlation_id", tracing::field::display(correlation_id));
+        // Reading the id parses the event's metadata: only worth it when the span is recorded.
+        if !span.is_disabled() {
+            if let Some(correlation_id) = delivery.correlation_id() {
+                span.record("correlation_id", tracing::field::display(correlation_id));
+            }
         }
         // The call is inside the async block so that a handler panicking before it returns its future is caught
         // as well as one panicking while it runs.

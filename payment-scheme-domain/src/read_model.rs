@@ -2,7 +2,8 @@
 //! aggregate's own `apply`), an index of payments by stage for `GET /payments?status=`, and counters for
 //! `GET /stats` (payments per current stage, returns per reason code).
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use events::payments::InboundPaymentEvent;
@@ -33,21 +34,6 @@ pub struct PaymentRecord {
 /// The projection itself; all its state is in the database.
 pub struct PaymentsModel;
 
-fn bump(
-    counts: &mut infrastructure::redb::Table<&str, u64>,
-    key: &str,
-    up: bool,
-) -> Result<(), ApplyError> {
-    let current = counts.get(key)?.map(|value| value.value()).unwrap_or(0);
-    let next = if up {
-        current + 1
-    } else {
-        current.saturating_sub(1)
-    };
-    counts.insert(key, next)?;
-    Ok(())
-}
-
 impl ReadModel for PaymentsModel {
     type Event = InboundPaymentEvent;
 
@@ -63,45 +49,106 @@ impl ReadModel for PaymentsModel {
         transaction: &WriteTransaction,
         event: &StoredEvent<InboundPaymentEvent>,
     ) -> Result<(), ApplyError> {
-        let Some(payment_id) = streams::id_of(&event.stream) else {
-            return Ok(());
-        };
-        let mut payments = transaction.open_table(PAYMENTS)?;
-        let mut by_stage = transaction.open_table(BY_STAGE)?;
-        let mut counts = transaction.open_table(COUNTS)?;
-        let mut record = match payments.get(payment_id)? {
-            Some(stored) => serde_json::from_slice::<PaymentRecord>(stored.value())?,
-            None => PaymentRecord {
-                state: InboundPayment::default(),
-                updated_at: event.metadata.occurred_at,
-            },
-        };
-        let before = record.state.stage;
-        record.state.apply(&event.event);
-        record.updated_at = event.metadata.occurred_at;
-        let after = record.state.stage;
-        if before != after {
-            if before != Stage::New {
-                by_stage.remove(format!("{}/{payment_id}", before.name()).as_str())?;
-                bump(&mut counts, &format!("stage/{}", before.name()), false)?;
-            } else {
-                bump(&mut counts, "received", true)?;
+        self.apply_batch(transaction, std::slice::from_ref(event))
+            .map_err(|(_, error)| error)
+    }
+
+    /// Folds the batch in memory first: each payment's row is read and written once per batch, its stage index
+    /// entry moved once (from its stage before the batch to its stage after), and each counter changed once by
+    /// the sum of its changes. Per event, that was a read, a JSON round trip and four or five B-tree writes — the
+    /// largest cost of the service at a few thousand payments a second.
+    fn apply_batch(
+        &mut self,
+        transaction: &WriteTransaction,
+        events: &[StoredEvent<InboundPaymentEvent>],
+    ) -> Result<(), (usize, ApplyError)> {
+        let last = events.len().saturating_sub(1);
+        let mut payments = transaction
+            .open_table(PAYMENTS)
+            .map_err(|e| (0, e.into()))?;
+        let mut by_stage = transaction
+            .open_table(BY_STAGE)
+            .map_err(|e| (0, e.into()))?;
+        let mut counts = transaction.open_table(COUNTS).map_err(|e| (0, e.into()))?;
+        // Payment id → (its stage before the batch, its record after the events so far); in first-seen order.
+        let mut touched: HashMap<&str, (Stage, PaymentRecord)> = HashMap::new();
+        let mut order: Vec<&str> = Vec::new();
+        let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
+        for (index, event) in events.iter().enumerate() {
+            let Some(payment_id) = streams::id_of(&event.stream) else {
+                continue;
+            };
+            let (_, record) = match touched.entry(payment_id) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let record = match payments.get(payment_id).map_err(|e| (index, e.into()))? {
+                        Some(stored) => serde_json::from_slice::<PaymentRecord>(stored.value())
+                            .map_err(|e| (index, e.into()))?,
+                        None => PaymentRecord {
+                            state: InboundPayment::default(),
+                            updated_at: event.metadata.occurred_at,
+                        },
+                    };
+                    order.push(payment_id);
+                    entry.insert((record.state.stage, record))
+                }
+            };
+            let before = record.state.stage;
+            record.state.apply(&event.event);
+            record.updated_at = event.metadata.occurred_at;
+            let after = record.state.stage;
+            if before != after {
+                if before == Stage::New {
+                    *deltas.entry("received".to_owned()).or_default() += 1;
+                } else {
+                    *deltas
+                        .entry(format!("stage/{}", before.name()))
+                        .or_default() -= 1;
+                }
+                *deltas.entry(format!("stage/{}", after.name())).or_default() += 1;
             }
-            by_stage.insert(
-                format!("{}/{payment_id}", after.name()).as_str(),
-                record.updated_at.timestamp_millis(),
-            )?;
-            bump(&mut counts, &format!("stage/{}", after.name()), true)?;
+            if let InboundPaymentEvent::InboundPaymentReturned(returned) = &event.event {
+                *deltas
+                    .entry(format!("returned/{}", returned.reason.code()))
+                    .or_default() += 1;
+            }
         }
-        if let InboundPaymentEvent::InboundPaymentReturned(returned) = &event.event {
-            bump(
-                &mut counts,
-                &format!("returned/{}", returned.reason.code()),
-                true,
-            )?;
+        let stored = |error: infrastructure::redb::StorageError| (last, ApplyError::from(error));
+        for payment_id in order {
+            let Some((initial, record)) = touched.get(payment_id) else {
+                continue;
+            };
+            let now = record.state.stage;
+            if *initial != now {
+                if *initial != Stage::New {
+                    by_stage
+                        .remove(format!("{}/{payment_id}", initial.name()).as_str())
+                        .map_err(stored)?;
+                }
+                by_stage
+                    .insert(
+                        format!("{}/{payment_id}", now.name()).as_str(),
+                        record.updated_at.timestamp_millis(),
+                    )
+                    .map_err(stored)?;
+            }
+            let encoded = serde_json::to_vec(record).map_err(|e| (last, e.into()))?;
+            payments
+                .insert(payment_id, encoded.as_slice())
+                .map_err(stored)?;
         }
-        let encoded = serde_json::to_vec(&record)?;
-        payments.insert(payment_id, encoded.as_slice())?;
+        for (key, delta) in deltas {
+            if delta == 0 {
+                continue;
+            }
+            let current = counts
+                .get(key.as_str())
+                .map_err(stored)?
+                .map(|value| value.value())
+                .unwrap_or(0);
+            let next = current.saturating_add_signed(delta);
+            counts.insert(key.as_str(), next).map_err(stored)?;
+        }
         Ok(())
     }
 }
