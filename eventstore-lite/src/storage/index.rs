@@ -136,6 +136,7 @@ impl Index {
     pub fn reader(&self) -> IndexResult<IndexReader> {
         let txn = self.db.begin_read()?;
         Ok(IndexReader {
+            generation: None,
             streams: txn.open_table(STREAMS)?,
             entries: txn.open_table(ENTRIES)?,
             runs: txn.open_table(LINK_RUNS)?,
@@ -256,6 +257,8 @@ impl IndexWrite {
 
 /// A consistent snapshot of the index for readers.
 pub struct IndexReader {
+    /// The store's metadata generation read just before this snapshot was opened, when the caller took it.
+    pub(crate) generation: Option<u64>,
     streams: redb::ReadOnlyTable<&'static str, u64>,
     entries: redb::ReadOnlyTable<(u64, u64), u64>,
     runs: redb::ReadOnlyTable<(u64, u64), &'static [u8]>,

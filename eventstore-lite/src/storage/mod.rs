@@ -14,6 +14,7 @@ mod reader;
 mod record;
 mod writer;
 
+use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -144,6 +145,13 @@ pub(crate) struct Shared {
     stats: StoreStats,
     /// Set by `crash()`: the writer stops without its final durable checkpoint.
     skip_final_checkpoint: AtomicBool,
+    /// Bumped by the writer after every index commit that changed a stream's metadata or tombstoned a stream:
+    /// what [`Shared::visibility`] remembers is valid only for the generation it was read under.
+    metadata_generation: AtomicU64,
+    /// Stream → (generation, how its metadata limits it), for streams whose visibility does not change with
+    /// time or with new events (no `$maxAge`, no `$maxCount`). Resolving a `$ce-` or `$et-` link checks the
+    /// target's stream, which took three index lookups per event.
+    visibility: Mutex<HashMap<String, (u64, reader::Remembered)>>,
 }
 
 /// The event store. Cheap to clone.
@@ -186,6 +194,8 @@ impl Store {
             poisoned: Mutex::new(None),
             stats,
             skip_final_checkpoint: AtomicBool::new(false),
+            metadata_generation: AtomicU64::new(0),
+            visibility: Mutex::new(HashMap::new()),
         });
         let (writes, requests) = mpsc::channel(4096);
         let thread_shared = shared.clone();

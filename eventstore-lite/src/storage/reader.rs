@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use uuid::Uuid;
@@ -97,6 +98,18 @@ struct Window {
     min_created: Option<i64>,
 }
 
+/// What the store remembers of a stream's visibility between reads (`Shared::visibility`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Remembered {
+    SoftDeleted,
+    Tombstoned,
+    /// Visible from this revision on.
+    From(u64),
+}
+
+/// Streams remembered at most; past that the memory starts again empty.
+const REMEMBERED_STREAMS: usize = 100_000;
+
 enum Visibility {
     Missing,
     SoftDeleted,
@@ -114,7 +127,7 @@ impl Store {
         limit: usize,
         resolve_links: bool,
     ) -> Result<StreamRead, ReadError> {
-        let reader = ix(self.shared.index.reader())?;
+        let reader = self.index_reader()?;
         let end = INDEX_READ_BOUND;
         let window = match self.visibility(&reader, stream, end)? {
             Visibility::Missing | Visibility::SoftDeleted => return Ok(StreamRead::NotFound),
@@ -168,13 +181,13 @@ impl Store {
 
     /// The stream's metadata (`None` when it has none).
     pub fn stream_metadata(&self, stream: &str) -> Result<Option<StreamMetadata>, ReadError> {
-        let reader = ix(self.shared.index.reader())?;
+        let reader = self.index_reader()?;
         self.metadata(&reader, stream, INDEX_READ_BOUND)
     }
 
     /// The stream's last revision, if it has events and is not deleted.
     pub fn last_revision(&self, stream: &str) -> Result<Option<u64>, ReadError> {
-        let reader = ix(self.shared.index.reader())?;
+        let reader = self.index_reader()?;
         match self.visibility(&reader, stream, INDEX_READ_BOUND)? {
             Visibility::Visible(window) => Ok(Some(window.last)),
             Visibility::Tombstoned => Err(ReadError::StreamDeleted(stream.to_owned())),
@@ -212,7 +225,7 @@ impl Store {
             let is_link = event.event_type == "$>";
             let target = if is_link && resolve_links {
                 if reader.is_none() {
-                    reader = Some(ix(self.shared.index.reader())?);
+                    reader = Some(self.index_reader()?);
                 }
                 match &reader {
                     Some(r) => {
@@ -301,25 +314,91 @@ impl Store {
         Ok(Some(StreamMetadata::parse(&frame.event.data)))
     }
 
+    /// A snapshot of the index, with the metadata generation it was opened under.
+    fn index_reader(&self) -> Result<IndexReader, ReadError> {
+        let generation = self.shared.metadata_generation.load(Ordering::Acquire);
+        let mut reader = ix(self.shared.index.reader())?;
+        reader.generation = Some(generation);
+        Ok(reader)
+    }
+
+    /// [`Store::visibility`] for an event's stream when only its window matters (not its id or last revision):
+    /// remembered across reads while no metadata changes, since most streams have none.
+    fn remembered_visibility(
+        &self,
+        reader: &IndexReader,
+        stream: &str,
+        end: u64,
+    ) -> Result<Visibility, ReadError> {
+        // Only what the whole snapshot says is remembered: a read bounded below the index's end may not see
+        // metadata that the generation already counts.
+        let Some(generation) = reader.generation.filter(|_| end == INDEX_READ_BOUND) else {
+            return self.visibility(reader, stream, end);
+        };
+        let remembered = self.shared.visibility.lock().get(stream).copied();
+        if let Some((at, remembered)) = remembered {
+            if at == generation {
+                return Ok(match remembered {
+                    Remembered::SoftDeleted => Visibility::SoftDeleted,
+                    Remembered::Tombstoned => Visibility::Tombstoned,
+                    Remembered::From(first) => Visibility::Visible(Window {
+                        id: 0,
+                        last: 0,
+                        first,
+                        min_created: None,
+                    }),
+                });
+            }
+        }
+        let (visibility, lasting) = self.visibility_and_whether_lasting(reader, stream, end)?;
+        let remembered = match &visibility {
+            _ if !lasting => None,
+            Visibility::Missing => None,
+            Visibility::SoftDeleted => Some(Remembered::SoftDeleted),
+            Visibility::Tombstoned => Some(Remembered::Tombstoned),
+            Visibility::Visible(window) => Some(Remembered::From(window.first)),
+        };
+        if let Some(remembered) = remembered {
+            let mut memory = self.shared.visibility.lock();
+            if memory.len() >= REMEMBERED_STREAMS {
+                memory.clear();
+            }
+            memory.insert(stream.to_owned(), (generation, remembered));
+        }
+        Ok(visibility)
+    }
+
     fn visibility(
         &self,
         reader: &IndexReader,
         stream: &str,
         end: u64,
     ) -> Result<Visibility, ReadError> {
+        Ok(self.visibility_and_whether_lasting(reader, stream, end)?.0)
+    }
+
+    /// The stream's visibility, and whether it lasts until its metadata changes (no `$maxAge`, whose window
+    /// moves with time, and no `$maxCount`, whose window moves with every append).
+    fn visibility_and_whether_lasting(
+        &self,
+        reader: &IndexReader,
+        stream: &str,
+        end: u64,
+    ) -> Result<(Visibility, bool), ReadError> {
         let Some(id) = ix(reader.stream_id(stream))? else {
-            return Ok(Visibility::Missing);
+            return Ok((Visibility::Missing, false));
         };
         let Some((last, _)) = ix(reader.last_entry(id))? else {
-            return Ok(Visibility::Missing);
+            return Ok((Visibility::Missing, false));
         };
         if last == TOMBSTONE_REVISION {
-            return Ok(Visibility::Tombstoned);
+            return Ok((Visibility::Tombstoned, true));
         }
         let meta = self.metadata(reader, stream, end)?.unwrap_or_default();
         if meta.is_soft_deleted() {
-            return Ok(Visibility::SoftDeleted);
+            return Ok((Visibility::SoftDeleted, true));
         }
+        let lasting = meta.max_count.is_none() && meta.max_age.is_none();
         let by_count = meta
             .max_count
             .map_or(0, |count| (last + 1).saturating_sub(count));
@@ -327,12 +406,15 @@ impl Store {
         let min_created = meta
             .max_age
             .map(|age| now_ticks().saturating_sub((age as i64).saturating_mul(TICKS_PER_SECOND)));
-        Ok(Visibility::Visible(Window {
-            id,
-            last,
-            first,
-            min_created,
-        }))
+        Ok((
+            Visibility::Visible(Window {
+                id,
+                last,
+                first,
+                min_created,
+            }),
+            lasting,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -422,7 +504,7 @@ impl Store {
         cache: &mut HashMap<String, Visibility>,
     ) -> Result<bool, ReadError> {
         if !cache.contains_key(&event.stream) {
-            let visibility = self.visibility(reader, &event.stream, end)?;
+            let visibility = self.remembered_visibility(reader, &event.stream, end)?;
             cache.insert(event.stream.clone(), visibility);
         }
         Ok(match cache.get(&event.stream) {

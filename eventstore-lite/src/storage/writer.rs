@@ -123,6 +123,9 @@ pub(crate) struct Writer {
     bytes_since_durable: u64,
     /// Buffer for the name of the link stream being written (see `add_link_to`).
     link_stream_name: String,
+    /// The batch being written changes a stream's metadata or tombstones a stream (see
+    /// `Shared::metadata_generation`).
+    metadata_changed: bool,
 }
 
 enum Check {
@@ -188,6 +191,7 @@ impl Writer {
             last_durable: Instant::now(),
             bytes_since_durable: 0,
             link_stream_name: String::new(),
+            metadata_changed: false,
         };
         let mut replayed = 0u64;
         let mut ctx = writer
@@ -370,6 +374,7 @@ impl Writer {
         {
             return Err(fail(e.into(), replies));
         }
+        let written_at = self.log_end;
         let stats = &shared.stats;
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         stats
@@ -390,7 +395,14 @@ impl Writer {
             self.last_durable = Instant::now();
             self.bytes_since_durable = 0;
         }
+        if std::mem::take(&mut self.metadata_changed) {
+            // After the index commit: a reader that saw the old generation may have read either index, and
+            // whatever it remembered under that generation is now out of date.
+            shared.metadata_generation.fetch_add(1, Ordering::AcqRel);
+        }
         self.log_end = new_end;
+        // Readers find the batch in memory from the moment they may read it.
+        shared.log.remember(written_at, Bytes::from(buf));
         shared.committed_end.store(new_end, Ordering::Release);
         shared.committed_tx.send_replace(new_end);
         stats
@@ -649,6 +661,9 @@ impl Writer {
 
     /// Adds the record's index entry and the system projections' links.
     fn index_event(&mut self, ctx: &mut Ctx, event: &StoredEvent) -> Result<(), Fault> {
+        if event.stream.starts_with("$$") || event.revision == TOMBSTONE_REVISION {
+            self.metadata_changed = true;
+        }
         let id = self.stream_id(ctx, &event.stream)?;
         ctx.w
             .add_entry(id, event.revision, Entry::Event(event.position));

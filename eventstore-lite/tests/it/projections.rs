@@ -233,6 +233,15 @@ async fn a_link_to_a_deleted_event_resolves_to_the_link_alone() -> anyhow::Resul
         &[link("0@parcel-1"), link("0@parcel-2")],
     )
     .await;
+    // Resolved once before the delete: the store remembers the targets' streams as visible, and the delete
+    // must make it forget.
+    let before = read_stream_with(
+        &app.client,
+        "$ce-parcel",
+        &ReadStreamOptions::default().resolve_link_tos(),
+    )
+    .await?;
+    assert!(before.iter().all(|e| e.event.is_some()), "{before:?}");
 
     app.client
         .delete_stream("parcel-1", &Default::default())
