@@ -72,8 +72,9 @@ pub enum DecodeError {
     },
 }
 
-/// An enum of the events one stream (or process) holds.
-pub trait DomainEvent: Sized {
+/// An enum of the events one stream (or process) holds. It serialises as its body (the payload alone, as
+/// [`DomainEvent::to_json`] writes it), so a writer can encode it straight into the store's event.
+pub trait DomainEvent: Sized + serde::Serialize {
     /// Every event type the enum knows.
     const EVENT_TYPES: &'static [&'static str];
 
@@ -95,6 +96,14 @@ macro_rules! domain_events {
         #[derive(Debug, Clone, PartialEq)]
         $vis enum $name {
             $($(#[$vmeta])* $variant($variant)),*
+        }
+
+        impl $crate::__serde::Serialize for $name {
+            fn serialize<S: $crate::__serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    $(Self::$variant(event) => $crate::__serde::Serialize::serialize(event, serializer)),*
+                }
+            }
         }
 
         impl $crate::envelope::DomainEvent for $name {

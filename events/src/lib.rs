@@ -24,4 +24,5 @@ pub use ids::{AccountId, AccountNumber, IdError, PaymentId, SortCode, TransferId
 pub use money::Money;
 /// Used by `domain_events!`, so crates using the macro need no serde_json dependency of their own.
 #[doc(hidden)]
+pub use serde as __serde;
 pub use serde_json as __serde_json;

@@ -14,7 +14,6 @@ use eventstore::{
     AppendToStreamOptions, Client, ClientSettings, EventData, ExpectedRevision, Position,
     ReadStreamOptions, RecordedEvent, StreamPosition,
 };
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -546,10 +545,8 @@ fn encode<E: DomainEvent>(new: &NewEvent<E>) -> Result<EventData, StoreError> {
         event_type: event_type.to_owned(),
         source,
     };
-    // The body goes to the store as the event wrote it; RawValue only checks that it is JSON.
-    let body = String::from_utf8_lossy(&new.event.to_json()).into_owned();
-    let body = RawValue::from_string(body).map_err(unencodable)?;
-    EventData::json(event_type, &body)
+    // The event serialises as its body (`DomainEvent`), straight into the store's event.
+    EventData::json(event_type, &new.event)
         .and_then(|data| data.metadata_as_json(&new.metadata))
         .map(|data| data.id(new.id))
         .map_err(unencodable)
