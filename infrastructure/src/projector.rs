@@ -21,7 +21,7 @@ use crate::read_model::{store_checkpoint, ApplyError, Checkpoint, ReadModel, Rea
 use crate::store::{EventStore, StoredEvent, UndecodableEvent};
 
 /// Messages buffered between the subscription and the projector; also the most events one batch can hold.
-const CHANNEL_CAPACITY: usize = 1024;
+const CHANNEL_CAPACITY: usize = 4096;
 
 /// What a projector follows.
 #[derive(Debug, Clone)]
@@ -74,8 +74,8 @@ pub struct ProjectorOptions {
 impl Default for ProjectorOptions {
     fn default() -> Self {
         Self {
-            max_batch: 512,
-            batch_window: Duration::from_millis(20),
+            max_batch: 4096,
+            batch_window: Duration::from_millis(50),
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
         }
