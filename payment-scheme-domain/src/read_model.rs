@@ -70,15 +70,16 @@ impl ReadModel for PaymentsModel {
             .open_table(BY_STAGE)
             .map_err(|e| (0, e.into()))?;
         let mut counts = transaction.open_table(COUNTS).map_err(|e| (0, e.into()))?;
-        // Payment id → (its stage before the batch, its record after the events so far); in first-seen order.
-        let mut touched: HashMap<&str, (Stage, PaymentRecord)> = HashMap::new();
+        // Payment id → (its stage before the batch, its record after the events so far, when it last changed
+        // stage); ids in first-seen order.
+        let mut touched: HashMap<&str, (Stage, PaymentRecord, i64)> = HashMap::new();
         let mut order: Vec<&str> = Vec::new();
         let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
         for (index, event) in events.iter().enumerate() {
             let Some(payment_id) = streams::id_of(&event.stream) else {
                 continue;
             };
-            let (_, record) = match touched.entry(payment_id) {
+            let (_, record, stage_changed_at) = match touched.entry(payment_id) {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => {
                     let record = match payments.get(payment_id).map_err(|e| (index, e.into()))? {
@@ -90,7 +91,8 @@ impl ReadModel for PaymentsModel {
                         },
                     };
                     order.push(payment_id);
-                    entry.insert((record.state.stage, record))
+                    let changed_at = record.updated_at.timestamp_millis();
+                    entry.insert((record.state.stage, record, changed_at))
                 }
             };
             let before = record.state.stage;
@@ -98,6 +100,7 @@ impl ReadModel for PaymentsModel {
             record.updated_at = event.metadata.occurred_at;
             let after = record.state.stage;
             if before != after {
+                *stage_changed_at = record.updated_at.timestamp_millis();
                 if before == Stage::New {
                     *deltas.entry("received".to_owned()).or_default() += 1;
                 } else {
@@ -115,7 +118,7 @@ impl ReadModel for PaymentsModel {
         }
         let stored = |error: infrastructure::redb::StorageError| (last, ApplyError::from(error));
         for payment_id in order {
-            let Some((initial, record)) = touched.get(payment_id) else {
+            let Some((initial, record, stage_changed_at)) = touched.get(payment_id) else {
                 continue;
             };
             let now = record.state.stage;
@@ -128,7 +131,7 @@ impl ReadModel for PaymentsModel {
                 by_stage
                     .insert(
                         format!("{}/{payment_id}", now.name()).as_str(),
-                        record.updated_at.timestamp_millis(),
+                        *stage_changed_at,
                     )
                     .map_err(stored)?;
             }
@@ -272,5 +275,154 @@ impl PaymentsQuery {
             }
         }
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use events::bacs::DEFAULT_MAX_AMOUNT;
+    use events::payments::{InboundPaymentReceived, Party};
+    use events::sanctions::{PaymentScreened, ScreeningOutcome};
+    use events::{EventMetadata, Money, PaymentId};
+    use infrastructure::eventstore::Position;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn received(sort_code: &str, n: u32) -> InboundPaymentReceived {
+        InboundPaymentReceived {
+            payment_id: PaymentId::new(),
+            scheme_transaction_id: format!("BACS-{n}"),
+            payer: Party {
+                name: "J SMITH".into(),
+                sort_code: "200000".into(),
+                account_number: "55779911".into(),
+            },
+            beneficiary: Party {
+                name: "ADA".into(),
+                sort_code: sort_code.into(),
+                account_number: "12345678".into(),
+            },
+            amount: 500,
+            reference: "RENT".into(),
+        }
+    }
+
+    /// The events of one payment taken as far as `steps` stages, as the process writes them.
+    fn history(received: InboundPaymentReceived, steps: usize) -> Vec<InboundPaymentEvent> {
+        let id = received.payment_id;
+        let clear = PaymentScreened {
+            payment_id: id,
+            screened_name: "ADA".into(),
+            result: ScreeningOutcome::Clear,
+        };
+        let stages: [&dyn Fn(&InboundPayment) -> Vec<InboundPaymentEvent>; 4] = [
+            &|s| s.receive(received.clone()),
+            &|s| s.validate(DEFAULT_MAX_AMOUNT),
+            &|s| s.on_screened(&clear),
+            &|s| s.on_credited(Money::from_pence(500)),
+        ];
+        let mut state = InboundPayment::default();
+        let mut events = Vec::new();
+        for stage in stages.iter().take(steps) {
+            for event in stage(&state) {
+                state.apply(&event);
+                events.push(event);
+            }
+        }
+        events
+    }
+
+    fn stored(
+        events: Vec<(PaymentId, InboundPaymentEvent)>,
+    ) -> Vec<StoredEvent<InboundPaymentEvent>> {
+        let mut revisions: HashMap<PaymentId, u64> = HashMap::new();
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(n, (id, event))| {
+                let revision = revisions.entry(id).or_default();
+                let stored = StoredEvent {
+                    stream: streams::inbound_payment(&id),
+                    revision: *revision,
+                    id: Uuid::new_v4(),
+                    position: Position {
+                        commit: n as u64,
+                        prepare: n as u64,
+                    },
+                    event,
+                    metadata: EventMetadata::for_request(Uuid::new_v4()),
+                };
+                *revision += 1;
+                stored
+            })
+            .collect()
+    }
+
+    /// Everything the queries show: the statistics and every page of every list.
+    fn shown(store: &ReadModelStore) -> String {
+        let query = PaymentsQuery::new(store.clone());
+        let mut shown = format!("{:?}", query.stats().expect("stats"));
+        for stage in std::iter::once(None).chain(STAGES.into_iter().map(Some)) {
+            let (records, total) = query.list(stage, 0, 100).expect("list");
+            shown.push_str(&format!("\n{stage:?} {total} {records:?}"));
+        }
+        shown
+    }
+
+    fn apply_in_batches(
+        events: &[StoredEvent<InboundPaymentEvent>],
+        size: usize,
+    ) -> ReadModelStore {
+        let store = ReadModelStore::in_memory().expect("a database");
+        for batch in events.chunks(size) {
+            let transaction = store.database().begin_write().expect("a transaction");
+            PaymentsModel
+                .apply_batch(&transaction, batch)
+                .map_err(|(_, error)| error)
+                .expect("applies");
+            transaction.commit().expect("commits");
+        }
+        store
+    }
+
+    #[test]
+    fn a_batch_shows_what_its_events_applied_one_by_one_show() {
+        // Interleaved, as the category stream has them: one payment credited, one rejected and returned (a
+        // sort code that is not six digits), one still at validation.
+        let credited = received("123456", 1);
+        let rejected = received("12", 2);
+        let waiting = received("654321", 3);
+        let mut interleaved = Vec::new();
+        let histories = [
+            (credited.payment_id, history(credited, 4)),
+            (rejected.payment_id, history(rejected, 2)),
+            (waiting.payment_id, history(waiting, 2)),
+        ];
+        let longest = histories.iter().map(|(_, h)| h.len()).max().unwrap_or(0);
+        for index in 0..longest {
+            for (id, events) in &histories {
+                if let Some(event) = events.get(index) {
+                    interleaved.push((*id, event.clone()));
+                }
+            }
+        }
+        let events = stored(interleaved);
+        let one_by_one = apply_in_batches(&events, 1);
+        let stats = PaymentsQuery::new(one_by_one.clone())
+            .stats()
+            .expect("stats");
+        assert_eq!(stats.received, 3);
+        assert_eq!(stats.by_stage.get("credited"), Some(&1), "{stats:?}");
+        assert_eq!(stats.by_stage.get("returned"), Some(&1), "{stats:?}");
+        assert_eq!(stats.by_stage.get("validated"), Some(&1), "{stats:?}");
+        let one_by_one = shown(&one_by_one);
+        for size in [2, 3, events.len()] {
+            assert_eq!(
+                shown(&apply_in_batches(&events, size)),
+                one_by_one,
+                "batches of {size}"
+            );
+        }
     }
 }

@@ -298,7 +298,7 @@ impl Runner {
             // Idle: a one-time projection completes. A continuous one checkpoints what changed once the
             // checkpoint interval has passed since the first unsaved change, not every time it catches up: live,
             // it catches up after nearly every commit, and a checkpoint serialises every partition's state (at a
-            // few thousand commits a second that was a fifth of the whole bank's CPU). Until then it waits for a
+            // few thousand commits a second that was a tenth of the whole bank's CPU). Until then it waits for a
             // commit, a command, or the moment the checkpoint falls due. A stop checkpoints regardless.
             if self.run == Run::Running {
                 if self.config.mode == Mode::OneTime && wait.is_none() {

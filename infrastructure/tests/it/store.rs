@@ -264,3 +264,72 @@ async fn missing_deleted_and_foreign_streams_are_reported_as_such() {
         other => panic!("expected an undecodable event, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_land_once_each_while_conflicts_among_them_are_reported() {
+    // Appends share one BatchAppend session, which the official client ends at the first failed append, failing
+    // the others in flight: each of those must still land exactly once, and each conflict be reported with the
+    // stream's actual revision.
+    let app = start_store().await;
+    let taken = format!("tally-{}", unique_id());
+    append_added(&app.store, &taken, &[1]).await;
+    let streams: Vec<String> = (0..200).map(|_| format!("tally-{}", unique_id())).collect();
+    let mut appends = futures::stream::FuturesUnordered::new();
+    for (n, stream) in streams.iter().enumerate() {
+        let store = app.store.clone();
+        let stream = stream.clone();
+        let taken = taken.clone();
+        appends.push(tokio::spawn(async move {
+            let fresh = store
+                .append(&stream, ExpectedRevision::NoStream, &[new_event(added(1))])
+                .await
+                .map(|_| ());
+            // Every tenth append also tries to create a stream that exists.
+            let conflict = if n % 10 == 0 {
+                Some(
+                    store
+                        .append(&taken, ExpectedRevision::NoStream, &[new_event(added(1))])
+                        .await,
+                )
+            } else {
+                None
+            };
+            (fresh, conflict)
+        }));
+    }
+    let mut conflicts = 0;
+    while let Some(joined) = within("the appends", futures::StreamExt::next(&mut appends)).await {
+        let (fresh, conflict) = joined.expect("the task ends");
+        fresh.expect("a new stream is created");
+        if let Some(conflict) = conflict {
+            conflicts += 1;
+            assert!(
+                matches!(
+                    conflict,
+                    Err(StoreError::WrongExpectedVersion {
+                        actual: ActualRevision::Revision(0),
+                        ..
+                    })
+                ),
+                "{conflict:?}"
+            );
+        }
+    }
+    assert_eq!(conflicts, 20);
+    for stream in &streams {
+        let events = app
+            .store
+            .read_stream::<TallyEvent>(stream)
+            .await
+            .expect("reads");
+        assert_eq!(events.len(), 1, "{stream}");
+    }
+    assert_eq!(
+        app.store
+            .read_stream::<TallyEvent>(&taken)
+            .await
+            .expect("reads")
+            .len(),
+        1
+    );
+}
