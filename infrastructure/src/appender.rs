@@ -19,6 +19,8 @@ use eventstore::{
 };
 use tokio::sync::Mutex;
 
+/// The stream the append that ends a session names (nothing is ever written to it).
+const SESSION_END_STREAM: &str = "batch-append-session-end";
 /// How long after a session failed to open the next append tries again (plain appends meanwhile).
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
 /// How long an append waits for the session's answer before it gives up on the session and appends alone. The
@@ -134,11 +136,39 @@ impl Appender {
         }
     }
 
+    /// Ends the open session, if any, on the server's side too. The official client keeps a session's call open
+    /// until an append on it fails or the server ends it, even once nobody holds the session — so a store that
+    /// shut down later would end it with `Unavailable`, which the client logs as an ERROR. An append that must
+    /// fail (an empty one, expecting a revision no stream has) ends it quietly instead.
+    fn end_session(&mut self) {
+        let Session::Open(session) = std::mem::replace(self.session.get_mut(), Session::Closed)
+        else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let never = ExpectedRevision::Exact(i64::MAX as u64 - 1);
+            let _ = tokio::time::timeout(
+                SESSION_ANSWER_TIMEOUT,
+                session.append_to_stream(SESSION_END_STREAM, never, Vec::new()),
+            )
+            .await;
+        });
+    }
+
     /// Forgets `failed` if it is still the current session (a concurrent append may have replaced it already).
     async fn close(&self, failed: &Arc<BatchAppendClient>) {
         let mut session = self.session.lock().await;
         if matches!(&*session, Session::Open(open) if Arc::ptr_eq(open, failed)) {
             *session = Session::Closed;
         }
+    }
+}
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        self.end_session();
     }
 }
