@@ -316,4 +316,16 @@ fn fraud_velocity_alerts_once_per_burst_from_the_beginning_of_time() {
     assert_eq!(alerts[0].2["at"], "2026-11-25T09:06:00.000Z");
     assert_eq!(feed.state(&busy)["alerts"], 2);
     assert_eq!(feed.state(&calm)["alerts"], 0);
+
+    // A long burst is still one alert, and an account's state stays small however busy it is.
+    for i in 0..50 {
+        feed.push(
+            &busy,
+            credit(i),
+            t0() + Duration::days(2) + Duration::seconds(i),
+        );
+    }
+    assert_eq!(feed.state(&busy)["alerts"], 3);
+    let recent = feed.state(&busy)["recent"].as_array().map_or(0, Vec::len);
+    assert_eq!(recent, 4, "{}", feed.state(&busy));
 }
