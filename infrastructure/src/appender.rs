@@ -13,11 +13,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventstore::{
-    AppendToStreamOptions, BatchAppendClient, Client, EventData, ExpectedRevision, Position,
-    WriteResult,
-};
+use eventstore::{AppendToStreamOptions, BatchAppendClient, Client, EventData, ExpectedRevision};
 use tokio::sync::Mutex;
+
+use crate::store::Appended;
 
 /// The stream the append that ends a session names (nothing is ever written to it).
 const SESSION_END_STREAM: &str = "batch-append-session-end";
@@ -35,21 +34,6 @@ enum Session {
     FailedAt(Instant),
     /// The store has no BatchAppend.
     Unsupported,
-}
-
-/// What a successful append reports: the stream's last revision and the write's position in `$all`.
-pub(crate) struct Written {
-    pub last_revision: u64,
-    pub position: Position,
-}
-
-impl From<WriteResult> for Written {
-    fn from(result: WriteResult) -> Self {
-        Self {
-            last_revision: result.next_expected_version,
-            position: result.position,
-        }
-    }
 }
 
 pub(crate) struct Appender {
@@ -72,7 +56,7 @@ impl Appender {
         stream: &str,
         expected: ExpectedRevision,
         events: Vec<EventData>,
-    ) -> eventstore::Result<Written> {
+    ) -> eventstore::Result<Appended> {
         if let Some(session) = self.session().await {
             let answer = tokio::time::timeout(
                 SESSION_ANSWER_TIMEOUT,
@@ -89,7 +73,7 @@ impl Appender {
                     if let (Some(last_revision), Some(position)) =
                         (result.current_revision(), result.current_position())
                     {
-                        return Ok(Written {
+                        return Ok(Appended {
                             last_revision,
                             position,
                         });
@@ -105,7 +89,10 @@ impl Appender {
         self.client
             .append_to_stream(stream, &options, events)
             .await
-            .map(Written::from)
+            .map(|result| Appended {
+                last_revision: result.next_expected_version,
+                position: result.position,
+            })
     }
 
     /// The open session, opening one when there is none (and the last attempt is not too recent).

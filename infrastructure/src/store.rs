@@ -395,15 +395,10 @@ impl EventStore {
         if matches!(expected, ExpectedRevision::NoStream) {
             self.claim_stream(stream).await?;
         }
-        let written = self
-            .appender
+        self.appender
             .append(stream, expected, data)
             .await
-            .map_err(|error| StoreError::from_client(stream, error))?;
-        Ok(Appended {
-            last_revision: written.last_revision,
-            position: written.position,
-        })
+            .map_err(|error| StoreError::from_client(stream, error))
     }
 
     /// Every event of `stream`, forwards from its start. A stream that never existed is [`StoreError::NotFound`].

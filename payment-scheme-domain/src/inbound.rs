@@ -250,13 +250,14 @@ impl InboundPayment {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use events::bacs::DEFAULT_MAX_AMOUNT;
     use events::sanctions::NameMatch;
     use events::DomainEvent;
 
-    fn received(sort_code: &str) -> InboundPaymentReceived {
+    /// A scheme payment to `sort_code` / 12345678 (shared with the read model's tests).
+    pub(crate) fn received(sort_code: &str) -> InboundPaymentReceived {
         InboundPaymentReceived {
             payment_id: PaymentId::new(),
             scheme_transaction_id: "BACS-7".into(),

@@ -281,32 +281,15 @@ impl PaymentsQuery {
 #[cfg(test)]
 mod tests {
     use events::bacs::DEFAULT_MAX_AMOUNT;
-    use events::payments::{InboundPaymentReceived, Party};
+    use events::payments::InboundPaymentReceived;
     use events::sanctions::{PaymentScreened, ScreeningOutcome};
     use events::{EventMetadata, Money, PaymentId};
+
+    use crate::inbound::tests::received;
     use infrastructure::eventstore::Position;
     use uuid::Uuid;
 
     use super::*;
-
-    fn received(sort_code: &str, n: u32) -> InboundPaymentReceived {
-        InboundPaymentReceived {
-            payment_id: PaymentId::new(),
-            scheme_transaction_id: format!("BACS-{n}"),
-            payer: Party {
-                name: "J SMITH".into(),
-                sort_code: "200000".into(),
-                account_number: "55779911".into(),
-            },
-            beneficiary: Party {
-                name: "ADA".into(),
-                sort_code: sort_code.into(),
-                account_number: "12345678".into(),
-            },
-            amount: 500,
-            reference: "RENT".into(),
-        }
-    }
 
     /// The events of one payment taken as far as `steps` stages, as the process writes them.
     fn history(received: InboundPaymentReceived, steps: usize) -> Vec<InboundPaymentEvent> {
@@ -390,9 +373,9 @@ mod tests {
     fn a_batch_shows_what_its_events_applied_one_by_one_show() {
         // Interleaved, as the category stream has them: one payment credited, one rejected and returned (a
         // sort code that is not six digits), one still at validation.
-        let credited = received("123456", 1);
-        let rejected = received("12", 2);
-        let waiting = received("654321", 3);
+        let credited = received("123456");
+        let rejected = received("12");
+        let waiting = received("654321");
         let mut interleaved = Vec::new();
         let histories = [
             (credited.payment_id, history(credited, 4)),

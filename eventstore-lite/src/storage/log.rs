@@ -40,10 +40,6 @@ struct Tail {
 impl Tail {
     /// The bytes from `position` to the end of the batch holding it (never past `end`), if the tail has them.
     fn from(&self, position: u64, end: u64) -> Option<Bytes> {
-        let first = self.batches.front()?.0;
-        if position < first {
-            return None;
-        }
         let index = self
             .batches
             .partition_point(|(start, _)| *start <= position)
