@@ -14,21 +14,35 @@ use serde::{Deserialize, Serialize};
 
 use crate::inbound::{InboundPayment, Stage};
 
-pub const PROJECTOR_NAME: &str = "inbound-payments";
+/// The projector's checkpoint name. `-v2`: the tables below changed shape (see [`PaymentsModel::setup`]), so
+/// an existing database rebuilds them from the category stream.
+pub const PROJECTOR_NAME: &str = "inbound-payments-v2";
 
 /// Payment id → its [`PaymentRecord`] as JSON.
-const PAYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inbound_payments");
-/// `{stage}/{paymentId}` → when the payment reached that stage (ms since the epoch).
-const BY_STAGE: TableDefinition<&str, i64> = TableDefinition::new("inbound_payments_by_stage");
+const PAYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inbound_payments_v2");
+/// (stage, when the payment reached it in ms since the epoch, payment id): the payments at each stage in the
+/// order they reached it. Time leads the id so that a batch's moves land at the end of each stage's range (a
+/// few B-tree pages rewritten per commit) rather than at random places (one page per payment).
+const BY_STAGE: TableDefinition<(&str, i64, &str), ()> =
+    TableDefinition::new("inbound_payments_by_stage_v2");
 /// `stage/{stage}`, `returned/{code}`, `received` → count.
-const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("inbound_payment_counts");
+const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("inbound_payment_counts_v2");
+/// The first version's tables (stage index keyed `{stage}/{paymentId}`), dropped when the model starts.
+const RETIRED_TABLES: [&str; 3] = [
+    "inbound_payments",
+    "inbound_payments_by_stage",
+    "inbound_payment_counts",
+];
 
-/// What the read model keeps of one payment.
+/// What the read model keeps of one payment. The state's `validated` is not kept: the list shows what the
+/// received event holds, and the validated event repeats it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRecord {
     pub state: InboundPayment,
     pub updated_at: DateTime<Utc>,
+    /// When the payment reached its current stage.
+    pub stage_since: DateTime<Utc>,
 }
 
 /// The projection itself; all its state is in the database.
@@ -38,6 +52,11 @@ impl ReadModel for PaymentsModel {
     type Event = InboundPaymentEvent;
 
     fn setup(&mut self, transaction: &WriteTransaction) -> Result<(), ApplyError> {
+        for retired in RETIRED_TABLES {
+            // Deleting goes by name, whatever the table's key and value types.
+            let retired: TableDefinition<&str, ()> = TableDefinition::new(retired);
+            transaction.delete_table(retired)?;
+        }
         transaction.open_table(PAYMENTS)?;
         transaction.open_table(BY_STAGE)?;
         transaction.open_table(COUNTS)?;
@@ -70,16 +89,16 @@ impl ReadModel for PaymentsModel {
             .open_table(BY_STAGE)
             .map_err(|e| (0, e.into()))?;
         let mut counts = transaction.open_table(COUNTS).map_err(|e| (0, e.into()))?;
-        // Payment id → (its stage before the batch, its record after the events so far, when it last changed
-        // stage); ids in first-seen order.
-        let mut touched: HashMap<&str, (Stage, PaymentRecord, i64)> = HashMap::new();
+        // Payment id → (its stage before the batch and when it reached it, its record after the events so far);
+        // ids in first-seen order.
+        let mut touched: HashMap<&str, (Stage, i64, PaymentRecord)> = HashMap::new();
         let mut order: Vec<&str> = Vec::new();
         let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
         for (index, event) in events.iter().enumerate() {
             let Some(payment_id) = streams::id_of(&event.stream) else {
                 continue;
             };
-            let (_, record, stage_changed_at) = match touched.entry(payment_id) {
+            let (_, _, record) = match touched.entry(payment_id) {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => {
                     let record = match payments.get(payment_id).map_err(|e| (index, e.into()))? {
@@ -88,11 +107,12 @@ impl ReadModel for PaymentsModel {
                         None => PaymentRecord {
                             state: InboundPayment::default(),
                             updated_at: event.metadata.occurred_at,
+                            stage_since: event.metadata.occurred_at,
                         },
                     };
                     order.push(payment_id);
-                    let changed_at = record.updated_at.timestamp_millis();
-                    entry.insert((record.state.stage, record, changed_at))
+                    let since = record.stage_since.timestamp_millis();
+                    entry.insert((record.state.stage, since, record))
                 }
             };
             let before = record.state.stage;
@@ -100,7 +120,7 @@ impl ReadModel for PaymentsModel {
             record.updated_at = event.metadata.occurred_at;
             let after = record.state.stage;
             if before != after {
-                *stage_changed_at = record.updated_at.timestamp_millis();
+                record.stage_since = record.updated_at;
                 if before == Stage::New {
                     *deltas.entry("received".to_owned()).or_default() += 1;
                 } else {
@@ -118,23 +138,22 @@ impl ReadModel for PaymentsModel {
         }
         let stored = |error: infrastructure::redb::StorageError| (last, ApplyError::from(error));
         for payment_id in order {
-            let Some((initial, record, stage_changed_at)) = touched.get(payment_id) else {
+            let Some((initial, initial_since, record)) = touched.get_mut(payment_id) else {
                 continue;
             };
             let now = record.state.stage;
-            if *initial != now {
+            let since = record.stage_since.timestamp_millis();
+            if (*initial, *initial_since) != (now, since) {
                 if *initial != Stage::New {
                     by_stage
-                        .remove(format!("{}/{payment_id}", initial.name()).as_str())
+                        .remove((initial.name(), *initial_since, payment_id))
                         .map_err(stored)?;
                 }
                 by_stage
-                    .insert(
-                        format!("{}/{payment_id}", now.name()).as_str(),
-                        *stage_changed_at,
-                    )
+                    .insert((now.name(), since, payment_id), ())
                     .map_err(stored)?;
             }
+            record.state.validated = None;
             let encoded = serde_json::to_vec(record).map_err(|e| (last, e.into()))?;
             payments
                 .insert(payment_id, encoded.as_slice())
@@ -195,7 +214,7 @@ impl PaymentsQuery {
         Self { read_models }
     }
 
-    /// Payments (optionally only those at `stage`), oldest first by their last change, `page` of `page_size`.
+    /// Payments, `page` of `page_size`: all of them by id, or those at `stage` in the order they reached it.
     pub fn list(
         &self,
         stage: Option<Stage>,
@@ -216,15 +235,12 @@ impl PaymentsQuery {
         match stage {
             Some(stage) => {
                 let by_stage = transaction.open_table(BY_STAGE)?;
-                let from = format!("{}/", stage.name());
-                let to = format!("{}0", stage.name());
-                for entry in by_stage.range(from.as_str()..to.as_str())? {
+                let name = stage.name();
+                for entry in by_stage.range((name, i64::MIN, "")..(name, i64::MAX, "~"))? {
                     let (key, _) = entry?;
                     total += 1;
                     if total as usize > skip && ids.len() < page_size {
-                        if let Some((_, id)) = key.value().split_once('/') {
-                            ids.push(id.to_owned());
-                        }
+                        ids.push(key.value().2.to_owned());
                     }
                 }
             }
@@ -406,6 +422,56 @@ mod tests {
                 one_by_one,
                 "batches of {size}"
             );
+        }
+    }
+
+    #[test]
+    fn a_stage_lists_its_payments_in_the_order_they_reached_it() {
+        let at = |second: i64| DateTime::from_timestamp(1_700_000_000 + second, 0).expect("a time");
+        let [first, second, third] = [received("123456"), received("123456"), received("123456")];
+        // Received in the order second, first, third; then `second` is validated.
+        let mut events = stored(vec![
+            (second.payment_id, second.clone().into()),
+            (first.payment_id, first.clone().into()),
+            (third.payment_id, third.clone().into()),
+        ]);
+        for (n, event) in events.iter_mut().enumerate() {
+            event.metadata.occurred_at = at(n as i64);
+        }
+        let mut validated = stored(
+            history(second.clone(), 2)
+                .into_iter()
+                .skip(1)
+                .map(|e| (second.payment_id, e))
+                .collect(),
+        );
+        validated[0].revision = 1;
+        validated[0].metadata.occurred_at = at(10);
+        events.extend(validated);
+        let ids = |store: &ReadModelStore, stage| {
+            let (records, total) = PaymentsQuery::new(store.clone())
+                .list(Some(stage), 0, 10)
+                .expect("list");
+            let ids: Vec<_> = records
+                .iter()
+                .filter_map(|r| r.state.received.as_ref().map(|r| r.payment_id))
+                .collect();
+            assert_eq!(ids.len() as u64, total);
+            ids
+        };
+        for size in [1, events.len()] {
+            let store = apply_in_batches(&events, size);
+            assert_eq!(
+                ids(&store, Stage::Received),
+                vec![first.payment_id, third.payment_id],
+                "batches of {size}"
+            );
+            assert_eq!(ids(&store, Stage::Validated), vec![second.payment_id]);
+            let (records, _) = PaymentsQuery::new(store.clone())
+                .list(Some(Stage::Validated), 0, 10)
+                .expect("list");
+            assert_eq!(records[0].stage_since, at(10));
+            assert_eq!(records[0].updated_at, at(10));
         }
     }
 }
