@@ -119,10 +119,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         StorageLocation::InMemory => None,
         StorageLocation::Directory(dir) => Some(dir.clone()),
     };
-    let options = StoreOptions {
-        directory,
-        standard_projections: config.start_standard_projections,
-    };
+    let options = StoreOptions::new(directory, config.start_standard_projections);
     let store = tokio::task::spawn_blocking(move || Store::open(options))
         .await
         .context("store opening task failed")?

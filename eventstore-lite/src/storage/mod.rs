@@ -105,6 +105,19 @@ pub struct StoreOptions {
     pub directory: Option<PathBuf>,
     /// Maintain `$ce-`, `$et-`, `$streams` and `$category-` streams.
     pub standard_projections: bool,
+    /// How many streams' heads (id, last revision, metadata flags) the writer keeps between write batches;
+    /// beyond that it forgets them all and reloads each from the index on its next write.
+    pub remembered_heads: usize,
+}
+
+impl StoreOptions {
+    pub fn new(directory: Option<PathBuf>, standard_projections: bool) -> Self {
+        Self {
+            directory,
+            standard_projections,
+            remembered_heads: writer::REMEMBERED_HEADS,
+        }
+    }
 }
 
 /// Counters for `/stats` and `/metrics`.
@@ -183,7 +196,7 @@ impl Store {
             ),
         };
         let stats = StoreStats::default();
-        let writer = writer::Writer::recover(&log, &index, options.standard_projections, &stats)?;
+        let writer = writer::Writer::recover(&log, &index, &options, &stats)?;
         let end = writer.log_end();
         let (committed_tx, _) = watch::channel(end);
         let shared = Arc::new(Shared {
@@ -315,4 +328,66 @@ pub fn category_of(stream: &str) -> Option<&str> {
         return None;
     }
     stream.split_once('-').map(|(category, _)| category)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u64) -> ProposedEvent {
+        ProposedEvent {
+            id: Uuid::from_u128(u128::from(n) + 1),
+            event_type: "Tested".into(),
+            is_json: true,
+            metadata: Bytes::new(),
+            data: Bytes::from(format!("{{\"n\":{n}}}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_forgets_heads_without_forgetting_streams() {
+        let mut options = StoreOptions::new(None, true);
+        options.remembered_heads = 2;
+        let store = Store::open(options).expect("a store");
+        let streams: Vec<String> = (0..5).map(|n| format!("tested-{n}")).collect();
+        // Each round writes every stream once, expecting the revision the previous round left: the writer has
+        // forgotten most heads in between, and must find them in the index again.
+        for round in 0..3u64 {
+            for stream in &streams {
+                let expected = match round {
+                    0 => ExpectedRevision::NoStream,
+                    r => ExpectedRevision::Exact(r - 1),
+                };
+                let written = store
+                    .append(stream.clone(), expected, vec![event(round)])
+                    .await
+                    .expect("appended");
+                assert_eq!(written.current_revision, Some(round), "{stream}");
+            }
+        }
+        for stream in &streams {
+            let stale = store
+                .append(stream.clone(), ExpectedRevision::Exact(0), vec![event(99)])
+                .await;
+            assert!(
+                matches!(
+                    stale,
+                    Err(WriteError::WrongExpectedVersion {
+                        current: Some(2),
+                        ..
+                    })
+                ),
+                "{stale:?}"
+            );
+            match store.read_stream(stream, StreamFrom::Start, false, 10, false) {
+                Ok(StreamRead::Found { items, .. }) => assert_eq!(items.len(), 3, "{stream}"),
+                other => panic!("{stream}: {other:?}"),
+            }
+        }
+        match store.read_stream("$ce-tested", StreamFrom::Start, false, 100, true) {
+            Ok(StreamRead::Found { items, .. }) => assert_eq!(items.len(), 15),
+            other => panic!("$ce-tested: {other:?}"),
+        }
+        store.close().await;
+    }
 }

@@ -19,8 +19,8 @@ use super::index::{Entry, Index, IndexWrite};
 use super::log::{Log, FIRST_POSITION};
 use super::metadata::{StreamMetadata, SOFT_DELETED_TB};
 use super::{
-    category_of, now_ticks, ExpectedRevision, OpenError, ProposedEvent, Shared, StoreStats,
-    StoredEvent, WriteError, WriteRequest, WriteResult, TOMBSTONE_REVISION,
+    category_of, now_ticks, ExpectedRevision, OpenError, ProposedEvent, Shared, StoreOptions,
+    StoreStats, StoredEvent, WriteError, WriteRequest, WriteResult, TOMBSTONE_REVISION,
 };
 
 /// Requests taken into one batch at most (group commit).
@@ -113,8 +113,15 @@ struct Ctx<'a> {
     staged_bytes: u64,
 }
 
+/// Stream heads the writer keeps between batches at most: a store that creates streams all day (a payment's
+/// streams are written for a second and never again) would otherwise keep a head per stream ever written.
+pub(crate) const REMEMBERED_HEADS: usize = 200_000;
+
 pub(crate) struct Writer {
+    /// The heads of the streams written lately; within a batch, ahead of the index (which sees the batch only
+    /// when it commits), so it is emptied only between batches.
     heads: HashMap<String, Head>,
+    remembered_heads: usize,
     log_end: u64,
     next_stream_id: u64,
     standard_projections: bool,
@@ -147,9 +154,10 @@ impl Writer {
     pub(crate) fn recover(
         log: &Log,
         index: &Index,
-        standard_projections: bool,
+        options: &StoreOptions,
         stats: &StoreStats,
     ) -> Result<Self, OpenError> {
+        let standard_projections = options.standard_projections;
         let (mut indexed_to, mut next_stream_id) = index.progress().map_err(OpenError::Index)?;
         let file_len = log.len().map_err(OpenError::Log)?;
         if indexed_to > file_len {
@@ -184,6 +192,7 @@ impl Writer {
         }
         let mut writer = Writer {
             heads: HashMap::new(),
+            remembered_heads: options.remembered_heads,
             log_end: valid_end,
             next_stream_id,
             standard_projections,
@@ -319,6 +328,10 @@ impl Writer {
         shared: &Shared,
         batch: Vec<WriteRequest>,
     ) -> Result<Vec<(WriteRequest, Outcome)>, (Fault, Vec<WriteRequest>)> {
+        if self.heads.len() >= self.remembered_heads {
+            // Between batches the index holds every head, so forgetting them loses nothing.
+            self.heads.clear();
+        }
         let mut ctx = match self.begin(&shared.index, &shared.log, self.log_end) {
             Ok(ctx) => ctx,
             Err(fault) => return Err((fault, batch)),
