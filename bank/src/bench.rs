@@ -191,6 +191,9 @@ fn store_work(before: &HashMap<String, f64>, after: &HashMap<String, f64>, secon
         "groupCommits": delta("write_batches_total"),
         "appendsPerGroupCommit": (delta("writes_total") / batches * 10.0).round() / 10.0,
         "fsyncBusyFraction": (delta("fsync_seconds_total") / seconds * 1000.0).round() / 1000.0,
+        "indexCommitBusyFraction": (delta("index_commit_seconds_total") / seconds * 1000.0).round() / 1000.0,
+        "indexCheckpoints": delta("index_checkpoints_total"),
+        "longestIndexCheckpointMs": (after.get("index_checkpoint_seconds_max").unwrap_or(&0.0) * 1e4).round() / 10.0,
     })
 }
 
@@ -258,6 +261,7 @@ async fn latency(
     accounts: &[data_seeder::SeedAccount],
     run_id: &str,
 ) -> anyhow::Result<Value> {
+    let counters_before = store_counters(http, bank).await;
     let started = Instant::now();
     let ticks_per_sec = 20;
     let per_tick = (args.rate / ticks_per_sec).max(1);
@@ -282,6 +286,7 @@ async fn latency(
     let submitted = started.elapsed();
     wait_all_final(http, bank, n as u64, Duration::from_secs(600)).await?;
     let all_final = started.elapsed();
+    let counters_after = store_counters(http, bank).await;
     // Received → final, from the events' own timestamps, of every payment or of an even sample.
     let step = match args.latency_samples {
         0 => 1,
@@ -324,6 +329,7 @@ async fn latency(
         "stagesOfSampled": stages,
         "submitSeconds": submitted.as_secs_f64(),
         "allFinalSeconds": all_final.as_secs_f64(),
+        "store": store_work(&counters_before, &counters_after, all_final.as_secs_f64()),
         "receivedToFinalMs": {
             "p50": percentile(&latencies, 0.5),
             "p99": percentile(&latencies, 0.99),

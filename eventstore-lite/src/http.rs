@@ -69,6 +69,10 @@ struct Snapshot {
     batches: u64,
     fsyncs: u64,
     fsync_micros_total: u64,
+    index_commits: u64,
+    index_commit_micros_total: u64,
+    index_checkpoints: u64,
+    index_checkpoint_micros_max: u64,
     recovered_records: u64,
     log_position: u64,
     live_subscriptions: u64,
@@ -84,6 +88,10 @@ fn snapshot(state: &HttpState) -> Snapshot {
         batches: load(&stats.batches),
         fsyncs: load(&stats.fsyncs),
         fsync_micros_total: load(&stats.fsync_micros_total),
+        index_commits: load(&stats.index_commits),
+        index_commit_micros_total: load(&stats.index_commit_micros_total),
+        index_checkpoints: load(&stats.index_checkpoints),
+        index_checkpoint_micros_max: load(&stats.index_checkpoint_micros_max),
         recovered_records: load(&stats.recovered_records),
         log_position: state.store.committed_end(),
         live_subscriptions: load(&state.live_subscriptions),
@@ -103,6 +111,12 @@ async fn stats(State(state): State<HttpState>) -> Json<serde_json::Value> {
                 "eventsPerBatch": if s.batches == 0 { 0.0 } else { s.events_written as f64 / s.batches as f64 },
                 "fsyncs": s.fsyncs,
                 "meanFsyncMicros": if s.fsyncs == 0 { 0.0 } else { s.fsync_micros_total as f64 / s.fsyncs as f64 },
+            },
+            "index": {
+                "commits": s.index_commits,
+                "meanCommitMicros": if s.index_commits == 0 { 0.0 } else { s.index_commit_micros_total as f64 / s.index_commits as f64 },
+                "checkpoints": s.index_checkpoints,
+                "longestCheckpointMicros": s.index_checkpoint_micros_max,
             },
             "log": { "position": s.log_position, "recoveredRecords": s.recovered_records },
             "subscriptions": { "live": s.live_subscriptions },
@@ -147,6 +161,30 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         "counter",
         "Time spent in log writes and fsyncs.",
         s.fsync_micros_total as f64 / 1e6,
+    );
+    metric(
+        "eventstore_lite_index_commits_total",
+        "counter",
+        "Index commits (one per group commit).",
+        s.index_commits as f64,
+    );
+    metric(
+        "eventstore_lite_index_commit_seconds_total",
+        "counter",
+        "Time spent committing the index, checkpoints included.",
+        s.index_commit_micros_total as f64 / 1e6,
+    );
+    metric(
+        "eventstore_lite_index_checkpoints_total",
+        "counter",
+        "Durable index commits (checkpoints).",
+        s.index_checkpoints as f64,
+    );
+    metric(
+        "eventstore_lite_index_checkpoint_seconds_max",
+        "gauge",
+        "The longest index checkpoint so far: the writer waits for it.",
+        s.index_checkpoint_micros_max as f64 / 1e6,
     );
     metric(
         "eventstore_lite_log_position",

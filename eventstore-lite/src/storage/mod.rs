@@ -128,6 +128,13 @@ pub struct StoreStats {
     pub batches: AtomicU64,
     pub fsyncs: AtomicU64,
     pub fsync_micros_total: AtomicU64,
+    /// Index commits (one per write batch) and the time they took, durable ones (checkpoints) included.
+    pub index_commits: AtomicU64,
+    pub index_commit_micros_total: AtomicU64,
+    /// Durable index commits (checkpoints): each writes every index page changed since the last one and fsyncs,
+    /// while the writer waits.
+    pub index_checkpoints: AtomicU64,
+    pub index_checkpoint_micros_max: AtomicU64,
     pub recovered_records: AtomicU64,
 }
 

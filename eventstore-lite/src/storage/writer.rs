@@ -401,8 +401,20 @@ impl Writer {
         self.bytes_since_durable += buf.len() as u64;
         let durable = self.last_durable.elapsed() >= CHECKPOINT_INTERVAL
             || self.bytes_since_durable >= CHECKPOINT_BYTES;
+        let committing = Instant::now();
         if let Err(e) = ctx.w.commit(new_end, self.next_stream_id, durable) {
             return Err(fail(e.into(), replies));
+        }
+        let took = committing.elapsed().as_micros() as u64;
+        stats.index_commits.fetch_add(1, Ordering::Relaxed);
+        stats
+            .index_commit_micros_total
+            .fetch_add(took, Ordering::Relaxed);
+        if durable {
+            stats.index_checkpoints.fetch_add(1, Ordering::Relaxed);
+            stats
+                .index_checkpoint_micros_max
+                .fetch_max(took, Ordering::Relaxed);
         }
         if durable {
             self.last_durable = Instant::now();
