@@ -303,6 +303,7 @@ mod tests {
 
     use crate::inbound::tests::received;
     use infrastructure::eventstore::Position;
+    use infrastructure::redb::{ReadableDatabase, TableHandle};
     use uuid::Uuid;
 
     use super::*;
@@ -473,5 +474,53 @@ mod tests {
             assert_eq!(records[0].stage_since, at(10));
             assert_eq!(records[0].updated_at, at(10));
         }
+    }
+
+    #[test]
+    fn setup_drops_the_first_version_tables() {
+        let store = ReadModelStore::in_memory().expect("a database");
+        let transaction = store.database().begin_write().expect("a transaction");
+        {
+            // The first version's shapes.
+            let v1_payments: TableDefinition<&str, &[u8]> =
+                TableDefinition::new("inbound_payments");
+            let v1_by_stage: TableDefinition<&str, i64> =
+                TableDefinition::new("inbound_payments_by_stage");
+            let v1_counts: TableDefinition<&str, u64> =
+                TableDefinition::new("inbound_payment_counts");
+            transaction
+                .open_table(v1_payments)
+                .expect("v1")
+                .insert("p", b"{}".as_slice())
+                .expect("row");
+            transaction
+                .open_table(v1_by_stage)
+                .expect("v1")
+                .insert("credited/p", 1)
+                .expect("row");
+            transaction
+                .open_table(v1_counts)
+                .expect("v1")
+                .insert("received", 1)
+                .expect("row");
+        }
+        PaymentsModel.setup(&transaction).expect("sets up");
+        transaction.commit().expect("commits");
+        let read = store.database().begin_read().expect("a read");
+        let names: Vec<String> = read
+            .list_tables()
+            .expect("tables")
+            .map(|table| table.name().to_owned())
+            .collect();
+        for retired in RETIRED_TABLES {
+            assert!(!names.iter().any(|name| name == retired), "{names:?}");
+        }
+        assert_eq!(
+            PaymentsQuery::new(store.clone())
+                .stats()
+                .expect("stats")
+                .received,
+            0
+        );
     }
 }
