@@ -82,7 +82,10 @@ pub trait DomainEvent: Sized + serde::Serialize {
     fn event_type(&self) -> &'static str;
 
     /// The JSON body.
-    fn to_json(&self) -> Vec<u8>;
+    fn to_json(&self) -> Vec<u8> {
+        // Serialising plain structs of strings and numbers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
 
     /// Reads an event back from its type and body.
     fn decode(event_type: &str, data: &[u8]) -> Result<Self, DecodeError>;
@@ -113,14 +116,6 @@ macro_rules! domain_events {
                 match self {
                     $(Self::$variant(_) => stringify!($variant)),*
                 }
-            }
-
-            fn to_json(&self) -> Vec<u8> {
-                let json = match self {
-                    $(Self::$variant(event) => $crate::__serde_json::to_vec(event)),*
-                };
-                // Serialising plain structs of strings and numbers cannot fail.
-                json.unwrap_or_default()
             }
 
             fn decode(event_type: &str, data: &[u8]) -> Result<Self, $crate::envelope::DecodeError> {

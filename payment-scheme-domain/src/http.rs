@@ -306,8 +306,7 @@ async fn get_payment(
             occurred_at: stored.metadata.occurred_at,
             correlation_id: stored.metadata.correlation_id,
             causation_id: stored.metadata.causation_id,
-            data: serde_json::from_slice(&stored.event.to_json())
-                .unwrap_or(serde_json::Value::Null),
+            data: serde_json::to_value(&stored.event).unwrap_or(serde_json::Value::Null),
         });
     }
     let mut summary = summary(payment_id.to_string(), &payment);

@@ -308,6 +308,9 @@ mod tests {
 
     use super::*;
 
+    /// One stage's decision: the events it writes given the payment so far.
+    type Decision<'a> = dyn Fn(&InboundPayment) -> Vec<InboundPaymentEvent> + 'a;
+
     /// The events of one payment taken as far as `steps` stages, as the process writes them.
     fn history(received: InboundPaymentReceived, steps: usize) -> Vec<InboundPaymentEvent> {
         let id = received.payment_id;
@@ -316,7 +319,7 @@ mod tests {
             screened_name: "ADA".into(),
             result: ScreeningOutcome::Clear,
         };
-        let stages: [&dyn Fn(&InboundPayment) -> Vec<InboundPaymentEvent>; 4] = [
+        let stages: [&Decision<'_>; 4] = [
             &|s| s.receive(received.clone()),
             &|s| s.validate(DEFAULT_MAX_AMOUNT),
             &|s| s.on_screened(&clear),

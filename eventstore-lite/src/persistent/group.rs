@@ -521,7 +521,7 @@ impl Group {
             event_type: "$>".to_owned(),
             is_json: false,
             metadata: Bytes::from(serde_json::json!({ "reason": reason }).to_string()),
-            data: Bytes::from(format!("{}@{}", target.revision, target.stream)),
+            data: Bytes::from(crate::storage::link_data(target.revision, &target.stream)),
         };
         let stream = self.config.parked_stream();
         match self

@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 pub use filter::{EventFilter, FilterTarget};
 pub use metadata::{Acl, StreamMetadata};
+pub(crate) use reader::link_data;
 pub use reader::{AllFrom, AllRead, ReadError, ResolvedItem, StreamFrom, StreamRead};
 pub use record::StoredEvent;
 

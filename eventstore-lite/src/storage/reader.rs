@@ -16,44 +16,6 @@ use super::{now_ticks, EventFilter, Store, StoredEvent, TOMBSTONE_REVISION};
 
 /// Namespace of the ids given to the links the system projections keep in the index.
 const LINK_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_6e6b_2d69_6473_2d65_736c_6974_6501);
-
-// The strings of the links materialised from index entries are built by hand: with `format!` they were ~1.6 %
-// of the bank's CPU (every `$ce-`/`$et-` read makes one link per event).
-
-/// A materialised link's id: the same for the same link stream and revision on every read.
-fn link_id(stream: &str, revision: u64) -> Uuid {
-    let mut name = Vec::with_capacity(stream.len() + 21);
-    name.extend_from_slice(stream.as_bytes());
-    name.push(b':');
-    name.extend_from_slice(itoa::Buffer::new().format(revision).as_bytes());
-    Uuid::new_v5(&LINK_ID_NAMESPACE, &name)
-}
-
-/// A link's data: `<revision>@<stream>` of its target.
-fn link_data(revision: u64, stream: &str) -> Vec<u8> {
-    let mut data = Vec::with_capacity(stream.len() + 21);
-    data.extend_from_slice(itoa::Buffer::new().format(revision).as_bytes());
-    data.push(b'@');
-    data.extend_from_slice(stream.as_bytes());
-    data
-}
-
-/// A link's metadata: `{"$o":"<target stream>","$causedBy":"<target id>"}`.
-fn link_metadata(target_stream: &str, target_id: &Uuid) -> Bytes {
-    let mut metadata = Vec::with_capacity(target_stream.len() + 70);
-    metadata.extend_from_slice(b"{\"$o\":");
-    // Writing a string into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut metadata, target_stream);
-    metadata.extend_from_slice(b",\"$causedBy\":\"");
-    metadata.extend_from_slice(
-        target_id
-            .hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer())
-            .as_bytes(),
-    );
-    metadata.extend_from_slice(b"\"}");
-    Bytes::from(metadata)
-}
 const TICKS_PER_SECOND: i64 = 10_000_000;
 /// Reads through the index need no bound: an index entry points at a record the writer put in the log before
 /// committing the index, while `committed_end` is published just after that commit and may lag behind a reader's
@@ -153,6 +115,44 @@ enum Visibility {
     SoftDeleted,
     Tombstoned,
     Visible(Window),
+}
+
+// The strings of the links materialised from index entries are built by hand: with `format!` they were ~1.6 %
+// of the bank's CPU (every `$ce-`/`$et-` read makes one link per event).
+
+/// A materialised link's id: the same for the same link stream and revision on every read.
+fn link_id(stream: &str, revision: u64) -> Uuid {
+    let mut name = Vec::with_capacity(stream.len() + 21);
+    name.extend_from_slice(stream.as_bytes());
+    name.push(b':');
+    name.extend_from_slice(itoa::Buffer::new().format(revision).as_bytes());
+    Uuid::new_v5(&LINK_ID_NAMESPACE, &name)
+}
+
+/// A link's data: `<revision>@<stream>` of its target.
+pub(crate) fn link_data(revision: u64, stream: &str) -> Vec<u8> {
+    let mut data = Vec::with_capacity(stream.len() + 21);
+    data.extend_from_slice(itoa::Buffer::new().format(revision).as_bytes());
+    data.push(b'@');
+    data.extend_from_slice(stream.as_bytes());
+    data
+}
+
+/// A link's metadata: `{"$o":"<target stream>","$causedBy":"<target id>"}`.
+fn link_metadata(target_stream: &str, target_id: &Uuid) -> Bytes {
+    let mut metadata = Vec::with_capacity(target_stream.len() + 70);
+    metadata.extend_from_slice(b"{\"$o\":");
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut metadata, target_stream);
+    metadata.extend_from_slice(b",\"$causedBy\":\"");
+    metadata.extend_from_slice(
+        target_id
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    metadata.extend_from_slice(b"\"}");
+    Bytes::from(metadata)
 }
 
 impl Store {

@@ -387,7 +387,6 @@ impl Writer {
         {
             return Err(fail(e.into(), replies));
         }
-        let written_at = self.log_end;
         let stats = &shared.stats;
         stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         stats
@@ -415,8 +414,6 @@ impl Writer {
             stats
                 .index_checkpoint_micros_max
                 .fetch_max(took, Ordering::Relaxed);
-        }
-        if durable {
             self.last_durable = Instant::now();
             self.bytes_since_durable = 0;
         }
@@ -425,9 +422,9 @@ impl Writer {
             // whatever it remembered under that generation is now out of date.
             shared.metadata_generation.fetch_add(1, Ordering::AcqRel);
         }
-        self.log_end = new_end;
         // Readers find the batch in memory from the moment they may read it.
-        shared.log.remember(written_at, Bytes::from(buf));
+        shared.log.remember(self.log_end, Bytes::from(buf));
+        self.log_end = new_end;
         shared.committed_end.store(new_end, Ordering::Release);
         shared.committed_tx.send_replace(new_end);
         stats
