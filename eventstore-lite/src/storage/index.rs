@@ -5,13 +5,25 @@
 //! positions of the linked events. A batch of 100-event appends to one category then costs the index one B-tree
 //! insert per event plus a handful per batch, instead of three per event. Readers see runs as ordinary entries.
 //!
-//! Every write batch commits one redb transaction. Most commits are not fsynced (the log is the source of truth
-//! and was fsynced first); every checkpoint interval one commit is durable. Each commit also records how far
-//! into the log the index reaches (`indexed_to`), so after a crash the index is whatever redb recovered, and the
-//! log past its `indexed_to` is replayed.
+//! The writer keeps one redb write transaction open across write batches and commits it every
+//! [`COMMIT_INTERVAL`](super::writer) or so: a redb commit rewrites every page the transaction touched, and at
+//! ~400 batches a second committing each one was the largest single cost of a long run. A batch's changes go into
+//! the open transaction (where the writer sees them) and into the *recent changes* of the current [`Epoch`],
+//! where readers see them until the transaction commits; each commit starts a new epoch. A reader takes the
+//! epoch and how many batches it may see before it opens its redb snapshot, so the two together hold every
+//! batch it may see (a batch committed in between shows in both, with the same entries).
+//!
+//! Most commits are not fsynced (the log is the source of truth and was fsynced first); every checkpoint
+//! interval one commit is durable. Each commit also records how far into the log the index reaches
+//! (`indexed_to`), and holds whole batches only, so after a crash the index is whatever redb recovered (redb may
+//! keep a non-durable commit), and the log past its `indexed_to` is replayed.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -73,6 +85,84 @@ pub type IndexResult<T> = Result<T, redb::Error>;
 
 pub struct Index {
     db: Database,
+    /// The epoch readers take: the changes applied since the last commit.
+    epoch: Arc<Mutex<Arc<Epoch>>>,
+}
+
+/// The index changes applied to the open write transaction since its start, for readers. Frozen (the writer
+/// moves to a new epoch) once the transaction commits; dropped when the last reader that took it is done.
+#[derive(Default)]
+struct Epoch {
+    /// The newest batch readers may see: those up to it are in this epoch or committed before it began.
+    visible: AtomicU64,
+    changes: RwLock<Changes>,
+}
+
+#[derive(Default)]
+struct Changes {
+    /// New stream name → (stream id, batch).
+    names: HashMap<String, (u64, u64)>,
+    /// Stream id → (revision, encoded entry, batch), ascending by revision (and so by batch).
+    entries: HashMap<u64, Vec<(u64, u64, u64)>>,
+}
+
+impl Epoch {
+    fn starting_after(batch: u64) -> Self {
+        Self {
+            visible: AtomicU64::new(batch),
+            changes: RwLock::default(),
+        }
+    }
+}
+
+/// A reader's view of the recent changes: its epoch and the newest batch it sees.
+struct Recent {
+    epoch: Arc<Epoch>,
+    visible: u64,
+}
+
+impl Recent {
+    fn stream_id(&self, name: &str) -> Option<u64> {
+        let changes = self.epoch.changes.read();
+        let &(id, batch) = changes.names.get(name)?;
+        (batch <= self.visible).then_some(id)
+    }
+
+    /// Up to `limit` of the stream's entries with revisions in `[from, to]`, ascending or descending.
+    fn entries(
+        &self,
+        stream_id: u64,
+        from: u64,
+        to: u64,
+        backwards: bool,
+        limit: usize,
+    ) -> Vec<(u64, Entry)> {
+        let changes = self.epoch.changes.read();
+        let Some(entries) = changes.entries.get(&stream_id) else {
+            return Vec::new();
+        };
+        // Revisions and batches both ascend: what this reader sees is a prefix of the list.
+        let seen = entries.partition_point(|(_, _, batch)| *batch <= self.visible);
+        let start = entries[..seen].partition_point(|(revision, _, _)| *revision < from);
+        let end = entries[..seen].partition_point(|(revision, _, _)| *revision <= to);
+        let found = entries[start..end.max(start)].iter();
+        let decode = |&(revision, entry, _): &(u64, u64, u64)| (revision, Entry::decode(entry));
+        if backwards {
+            found.rev().take(limit).map(decode).collect()
+        } else {
+            found.take(limit).map(decode).collect()
+        }
+    }
+
+    fn last_entry(&self, stream_id: u64) -> Option<(u64, Entry)> {
+        self.entries(stream_id, 0, u64::MAX, true, 1).pop()
+    }
+
+    fn entry(&self, stream_id: u64, revision: u64) -> Option<Entry> {
+        self.entries(stream_id, revision, revision, false, 1)
+            .pop()
+            .map(|(_, entry)| entry)
+    }
 }
 
 impl Index {
@@ -93,7 +183,10 @@ impl Index {
         txn.open_table(STATE)?;
         txn.open_table(LINK_RUNS)?;
         txn.commit()?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            epoch: Arc::default(),
+        })
     }
 
     /// (indexed_to, next_stream_id) as of the last commit redb kept.
@@ -123,20 +216,40 @@ impl Index {
         Ok(())
     }
 
+    /// Opens the index's write transaction; only one is open at a time (redb waits for the previous one).
     pub fn begin_write(&self) -> IndexResult<IndexWrite> {
+        let txn = self.db.begin_write()?;
+        let epoch = self.epoch.lock().clone();
+        let batch = epoch.visible.load(Ordering::Acquire);
         Ok(IndexWrite {
-            txn: self.db.begin_write()?,
+            txn,
             pending: Vec::new(),
             runs: Vec::new(),
             open_runs: HashMap::new(),
             new_streams: Vec::new(),
+            epoch,
+            slot: self.epoch.clone(),
+            batch,
         })
     }
 
     pub fn reader(&self) -> IndexResult<IndexReader> {
+        // The epoch and its visible batch first, the snapshot after (see the module's documentation).
+        let recent = self.recent();
+        self.reader_over(recent)
+    }
+
+    fn recent(&self) -> Recent {
+        let epoch = self.epoch.lock().clone();
+        let visible = epoch.visible.load(Ordering::Acquire);
+        Recent { epoch, visible }
+    }
+
+    fn reader_over(&self, recent: Recent) -> IndexResult<IndexReader> {
         let txn = self.db.begin_read()?;
         Ok(IndexReader {
             generation: None,
+            recent,
             streams: txn.open_table(STREAMS)?,
             entries: txn.open_table(ENTRIES)?,
             runs: txn.open_table(LINK_RUNS)?,
@@ -144,7 +257,9 @@ impl Index {
     }
 }
 
-/// One write batch's changes, applied at commit.
+/// The index's write transaction: the writer adds a batch's changes, [`apply`](Self::apply)s them (readers see
+/// them from then on) and, every so often, commits the transaction. Dropping it without a commit loses what it
+/// applied from redb (not from readers of this process): only for a store that stops writing.
 pub struct IndexWrite {
     txn: redb::WriteTransaction,
     pending: Vec<((u64, u64), u64)>,
@@ -153,6 +268,11 @@ pub struct IndexWrite {
     /// Link stream id → its run still open in `runs`.
     open_runs: HashMap<u64, usize>,
     new_streams: Vec<(String, u64)>,
+    /// The epoch the applied batches are published in, and where the index keeps the current one.
+    epoch: Arc<Epoch>,
+    slot: Arc<Mutex<Arc<Epoch>>>,
+    /// The last batch applied (numbered across transactions).
+    batch: u64,
 }
 
 struct PendingRun {
@@ -209,16 +329,15 @@ impl IndexWrite {
         });
     }
 
-    /// Writes the batch. `durable` fsyncs it (a checkpoint); otherwise redb may lose it in a crash, and the log
-    /// past the previous durable `indexed_to` is replayed instead.
-    pub fn commit(
-        mut self,
-        indexed_to: u64,
-        next_stream_id: u64,
-        durable: bool,
-    ) -> IndexResult<()> {
+    /// Writes the batch's changes into the transaction and publishes them to readers.
+    pub fn apply(&mut self) -> IndexResult<()> {
+        if self.pending.is_empty() && self.runs.is_empty() && self.new_streams.is_empty() {
+            return Ok(());
+        }
+        let batch = self.batch + 1;
         {
             let mut streams = self.txn.open_table(STREAMS)?;
+            self.new_streams.sort_unstable();
             for (name, id) in &self.new_streams {
                 streams.insert(name.as_str(), id)?;
             }
@@ -239,6 +358,62 @@ impl IndexWrite {
                 let last = run.first + run.positions.len() as u64 - 1;
                 runs.insert((run.stream_id, last), value.as_slice())?;
             }
+        }
+        {
+            let mut changes = self.epoch.changes.write();
+            for (name, id) in self.new_streams.drain(..) {
+                changes.names.insert(name, (id, batch));
+            }
+            // `pending` is sorted by stream and revision, runs by stream and first revision; within a stream
+            // both follow the stream's earlier entries. Interleave them by revision per stream.
+            for &((stream_id, revision), entry) in &self.pending {
+                changes
+                    .entries
+                    .entry(stream_id)
+                    .or_default()
+                    .push((revision, entry, batch));
+            }
+            for run in &self.runs {
+                let list = changes.entries.entry(run.stream_id).or_default();
+                for (i, position) in run.positions.iter().enumerate() {
+                    list.push((run.first + i as u64, Entry::Link(*position).encode(), batch));
+                }
+            }
+            let touched: Vec<u64> = self
+                .runs
+                .iter()
+                .map(|run| run.stream_id)
+                .filter(|id| {
+                    self.pending
+                        .binary_search_by_key(id, |((s, _), _)| *s)
+                        .is_ok()
+                })
+                .collect();
+            for id in touched {
+                if let Some(list) = changes.entries.get_mut(&id) {
+                    list.sort_by_key(|(revision, _, _)| *revision);
+                }
+            }
+        }
+        self.pending.clear();
+        self.runs.clear();
+        self.open_runs.clear();
+        self.batch = batch;
+        self.epoch.visible.store(batch, Ordering::Release);
+        Ok(())
+    }
+
+    /// Applies what is pending and commits the transaction, recording `indexed_to` and `next_stream_id`.
+    /// `durable` fsyncs it (a checkpoint); otherwise redb may lose it in a crash, and the log past the previous
+    /// durable `indexed_to` is replayed instead. Readers move to a new epoch.
+    pub fn commit(
+        mut self,
+        indexed_to: u64,
+        next_stream_id: u64,
+        durable: bool,
+    ) -> IndexResult<()> {
+        self.apply()?;
+        {
             let mut state = self.txn.open_table(STATE)?;
             state.insert(INDEXED_TO, indexed_to)?;
             state.insert(NEXT_STREAM_ID, next_stream_id)?;
@@ -251,6 +426,8 @@ impl IndexWrite {
                 .map_err(redb::Error::from)?;
         }
         self.txn.commit()?;
+        // After the commit: a reader that takes the new epoch opens a snapshot that holds every batch so far.
+        *self.slot.lock() = Arc::new(Epoch::starting_after(self.batch));
         Ok(())
     }
 }
@@ -259,6 +436,7 @@ impl IndexWrite {
 pub struct IndexReader {
     /// The store's metadata generation read just before this snapshot was opened, when the caller took it.
     pub(crate) generation: Option<u64>,
+    recent: Recent,
     streams: redb::ReadOnlyTable<&'static str, u64>,
     entries: redb::ReadOnlyTable<(u64, u64), u64>,
     runs: redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
@@ -266,14 +444,24 @@ pub struct IndexReader {
 
 impl IndexReader {
     pub fn stream_id(&self, name: &str) -> IndexResult<Option<u64>> {
+        if let Some(id) = self.recent.stream_id(name) {
+            return Ok(Some(id));
+        }
         Ok(self.streams.get(name)?.map(|v| v.value()))
     }
 
     pub fn last_entry(&self, stream_id: u64) -> IndexResult<Option<(u64, Entry)>> {
-        last_entry_in(&self.entries, &self.runs, stream_id)
+        let stored = last_entry_in(&self.entries, &self.runs, stream_id)?;
+        Ok(match (stored, self.recent.last_entry(stream_id)) {
+            (Some(s), Some(r)) => Some(if s.0 > r.0 { s } else { r }),
+            (s, r) => s.or(r),
+        })
     }
 
     pub fn entry(&self, stream_id: u64, revision: u64) -> IndexResult<Option<Entry>> {
+        if let Some(entry) = self.recent.entry(stream_id, revision) {
+            return Ok(Some(entry));
+        }
         entry_in(&self.entries, &self.runs, stream_id, revision)
     }
 
@@ -291,20 +479,23 @@ impl IndexReader {
         }
         let singles = self.single_entries(stream_id, from, to, backwards, limit)?;
         let linked = runs_in(&self.runs, stream_id, from, to, backwards, limit)?;
-        if linked.is_empty() {
-            return Ok(singles);
+        let recent = self.recent.entries(stream_id, from, to, backwards, limit);
+        let mut parts: Vec<_> = [singles, linked, recent]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect();
+        if parts.len() <= 1 {
+            return Ok(parts.pop().unwrap_or_default());
         }
-        if singles.is_empty() {
-            return Ok(linked);
-        }
-        // Both kinds in one stream (links written before runs existed, or events appended to a link stream).
-        let mut merged = singles;
-        merged.extend(linked);
+        // Several sources hold entries (links written before runs existed, events appended to a link stream,
+        // a batch both in a snapshot and in the recent changes): merge them, each revision once.
+        let mut merged: Vec<(u64, Entry)> = parts.into_iter().flatten().collect();
         if backwards {
-            merged.sort_unstable_by_key(|(revision, _)| std::cmp::Reverse(*revision));
+            merged.sort_by_key(|(revision, _)| std::cmp::Reverse(*revision));
         } else {
-            merged.sort_unstable_by_key(|(revision, _)| *revision);
+            merged.sort_by_key(|(revision, _)| *revision);
         }
+        merged.dedup_by_key(|(revision, _)| *revision);
         merged.truncate(limit);
         Ok(merged)
     }
@@ -515,6 +706,86 @@ mod tests {
             w.commit(0, 3, false).expect("commit");
         }
         (index, expected)
+    }
+
+    /// Every view a reader can have of the write transaction: before a batch is applied, after, after the
+    /// commit, and with an epoch taken before the commit and a snapshot after it (a batch in both).
+    #[test]
+    fn applied_batches_are_read_before_and_after_their_commit() {
+        let index = Index::in_memory().expect("an in-memory index");
+        let mut w = index.begin_write().expect("a write");
+        w.add_stream("orders-1".to_owned(), 1);
+        w.add_stream("$ce-orders".to_owned(), 2);
+        w.add_entry(1, 0, Entry::Event(100));
+        w.add_link(2, 0, 100);
+        let before = index.reader().expect("a reader");
+        w.apply().expect("apply");
+        let first = index.reader().expect("a reader");
+        assert_eq!(before.stream_id("orders-1").expect("id"), None);
+        assert_eq!(before.last_entry(1).expect("last"), None);
+        assert_eq!(first.stream_id("orders-1").expect("id"), Some(1));
+        assert_eq!(first.stream_id("$ce-orders").expect("id"), Some(2));
+        assert_eq!(
+            first.last_entry(2).expect("last"),
+            Some((0, Entry::Link(100)))
+        );
+
+        w.add_entry(1, 1, Entry::Event(200));
+        w.add_link(2, 1, 200);
+        w.add_entry(2, 2, Entry::Event(250));
+        w.apply().expect("apply");
+        let second = index.reader().expect("a reader");
+        let epoch_before_commit = index.recent();
+        w.commit(300, 3, false).expect("commit");
+        let straddling = index.reader_over(epoch_before_commit).expect("a reader");
+        let third = index.reader().expect("a reader");
+
+        let stream = vec![(0, Entry::Event(100)), (1, Entry::Event(200))];
+        let links = vec![
+            (0, Entry::Link(100)),
+            (1, Entry::Link(200)),
+            (2, Entry::Event(250)),
+        ];
+        assert_eq!(
+            first.range(1, 0, u64::MAX, false, 10).expect("range"),
+            stream[..1]
+        );
+        for reader in [&second, &straddling, &third] {
+            assert_eq!(
+                reader.range(1, 0, u64::MAX, false, 10).expect("range"),
+                stream
+            );
+            assert_eq!(
+                reader.range(2, 0, u64::MAX, false, 10).expect("range"),
+                links
+            );
+            assert_eq!(
+                reader.range(2, 0, 1, true, 10).expect("range"),
+                vec![links[1], links[0]]
+            );
+            assert_eq!(
+                reader.range(2, 1, u64::MAX, false, 1).expect("range"),
+                links[1..2]
+            );
+            assert_eq!(reader.last_entry(2).expect("last"), Some(links[2]));
+            assert_eq!(reader.entry(2, 1).expect("entry"), Some(Entry::Link(200)));
+            assert_eq!(reader.entry(2, 3).expect("entry"), None);
+        }
+
+        // The next transaction starts from what the last one committed.
+        let mut w = index.begin_write().expect("a write");
+        assert_eq!(w.last_entry(1).expect("last"), Some(stream[1]));
+        w.add_entry(1, 2, Entry::Event(400));
+        w.apply().expect("apply");
+        let fourth = index.reader().expect("a reader");
+        assert_eq!(
+            fourth.range(1, 0, u64::MAX, true, 2).expect("range"),
+            vec![(2, Entry::Event(400)), stream[1]]
+        );
+        assert_eq!(third.last_entry(1).expect("last"), Some(stream[1]));
+        drop(w);
+        // A transaction dropped without a commit leaves redb as it was.
+        assert_eq!(Index::progress(&index).expect("progress"), (300, 3));
     }
 
     #[test]
