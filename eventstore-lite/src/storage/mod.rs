@@ -109,6 +109,9 @@ pub struct StoreOptions {
     /// How many streams' heads (id, last revision, metadata flags) the writer keeps between write batches;
     /// beyond that it forgets them all and reloads each from the index on its next write.
     pub remembered_heads: usize,
+    /// How long the index's write transaction stays open across write batches before it commits (readers see
+    /// each batch at once either way).
+    pub index_commit_interval: std::time::Duration,
 }
 
 impl StoreOptions {
@@ -117,6 +120,7 @@ impl StoreOptions {
             directory,
             standard_projections,
             remembered_heads: writer::REMEMBERED_HEADS,
+            index_commit_interval: writer::COMMIT_INTERVAL,
         }
     }
 }
@@ -341,6 +345,7 @@ pub fn category_of(stream: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn event(n: u64) -> ProposedEvent {
         ProposedEvent {
@@ -354,26 +359,41 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_forgets_heads_without_forgetting_streams() {
-        let mut options = StoreOptions::new(None, true);
-        options.remembered_heads = 2;
-        let store = Store::open(options).expect("a store");
-        let streams: Vec<String> = (0..5).map(|n| format!("tested-{n}")).collect();
-        // Each round writes every stream once, expecting the revision the previous round left: the writer has
-        // forgotten most heads in between, and must find them in the index again.
-        for round in 0..3u64 {
-            for stream in &streams {
-                let expected = match round {
-                    0 => ExpectedRevision::NoStream,
-                    r => ExpectedRevision::Exact(r - 1),
-                };
-                let written = store
-                    .append(stream.clone(), expected, vec![event(round)])
-                    .await
-                    .expect("appended");
-                assert_eq!(written.current_revision, Some(round), "{stream}");
+        for interval in [Duration::ZERO, Duration::from_secs(3600)] {
+            let directory = tempfile::tempdir().expect("a directory");
+            let mut options = StoreOptions::new(Some(directory.path().to_owned()), true);
+            options.remembered_heads = 2;
+            options.index_commit_interval = interval;
+            let store = Store::open(options.clone()).expect("a store");
+            let streams: Vec<String> = (0..5).map(|n| format!("tested-{n}")).collect();
+            // Each round writes every stream once, expecting the revision the previous round left: the writer
+            // has forgotten most heads in between, and must find them in the index (or its open transaction).
+            for round in 0..3u64 {
+                for stream in &streams {
+                    let expected = match round {
+                        0 => ExpectedRevision::NoStream,
+                        r => ExpectedRevision::Exact(r - 1),
+                    };
+                    let written = store
+                        .append(stream.clone(), expected, vec![event(round)])
+                        .await
+                        .expect("appended");
+                    assert_eq!(written.current_revision, Some(round), "{stream}");
+                    assert_eq!(store.last_revision(stream).expect("read"), Some(round));
+                }
             }
+            assert_streams_read_back(&store, &streams, interval).await;
+            store.close().await;
+            drop(store);
+            // The open transaction was committed at the close.
+            let store = Store::open(options).expect("the store again");
+            assert_streams_read_back(&store, &streams, interval).await;
+            store.close().await;
         }
-        for stream in &streams {
+    }
+
+    async fn assert_streams_read_back(store: &Store, streams: &[String], interval: Duration) {
+        for stream in streams {
             let stale = store
                 .append(stream.clone(), ExpectedRevision::Exact(0), vec![event(99)])
                 .await;
@@ -385,16 +405,25 @@ mod tests {
                         ..
                     })
                 ),
-                "{stale:?}"
+                "{stream} ({interval:?}): {stale:?}"
             );
             match store.read_stream(stream, StreamFrom::Start, false, 10, false) {
-                Ok(StreamRead::Found { items, .. }) => assert_eq!(items.len(), 3, "{stream}"),
-                other => panic!("{stream}: {other:?}"),
+                Ok(StreamRead::Found { items, .. }) => {
+                    assert_eq!(items.len(), 3, "{stream} ({interval:?})")
+                }
+                other => panic!("{stream} ({interval:?}): {other:?}"),
             }
         }
         match store.read_stream("$ce-tested", StreamFrom::Start, false, 100, true) {
-            Ok(StreamRead::Found { items, .. }) => assert_eq!(items.len(), 15),
-            other => panic!("$ce-tested: {other:?}"),
+            Ok(StreamRead::Found { items, .. }) => assert_eq!(items.len(), 15, "{interval:?}"),
+            other => panic!("$ce-tested ({interval:?}): {other:?}"),
+        }
+        match store.read_stream("$ce-tested", StreamFrom::End, true, 4, true) {
+            Ok(StreamRead::Found { items, .. }) => {
+                let revisions: Vec<u64> = items.iter().map(|i| i.record.revision).collect();
+                assert_eq!(revisions, [14, 13, 12, 11], "{interval:?}");
+            }
+            other => panic!("$ce-tested ({interval:?}): {other:?}"),
         }
         store.close().await;
     }

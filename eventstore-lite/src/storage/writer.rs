@@ -26,10 +26,10 @@ use super::{
 
 /// Requests taken into one batch at most (group commit).
 const MAX_BATCH_REQUESTS: usize = 2048;
-/// The index's write transaction commits at least this often (and at every checkpoint). Each commit rewrites
-/// every redb page it touches: committing every batch (~400 a second at 2,500 payments/s) cost ~9 % of the
-/// whole bank's CPU late in a long run.
-const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
+/// The index's write transaction commits with the first batch after it has been open this long (and at every
+/// checkpoint). Each commit rewrites every redb page it touches: committing every batch (~400 a second at 2,500
+/// payments/s) cost ~9 % of the whole bank's CPU late in a long run (ARCHITECTURE.md has the measurements).
+pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// A durable index checkpoint at least this often...
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 /// ...or after this many log bytes, which bounds the log replayed at start-up.
@@ -127,6 +127,7 @@ pub(crate) struct Writer {
     /// when it commits), so it is emptied only between batches.
     heads: HashMap<String, Head>,
     remembered_heads: usize,
+    commit_interval: Duration,
     log_end: u64,
     next_stream_id: u64,
     standard_projections: bool,
@@ -201,6 +202,7 @@ impl Writer {
         let mut writer = Writer {
             heads: HashMap::new(),
             remembered_heads: options.remembered_heads,
+            commit_interval: options.index_commit_interval,
             log_end: valid_end,
             next_stream_id,
             standard_projections,
@@ -426,7 +428,7 @@ impl Writer {
         if let Err(e) = ctx.w.apply() {
             return Err(fail(e.into(), replies));
         }
-        let commit = durable || opened.elapsed() >= COMMIT_INTERVAL;
+        let commit = durable || opened.elapsed() >= self.commit_interval;
         if commit {
             if let Err(e) = ctx.w.commit(new_end, self.next_stream_id, durable) {
                 return Err(fail(e.into(), replies));
