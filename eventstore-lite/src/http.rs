@@ -114,7 +114,7 @@ async fn stats(State(state): State<HttpState>) -> Json<serde_json::Value> {
             },
             "index": {
                 "commits": s.index_commits,
-                "meanCommitMicros": if s.index_commits == 0 { 0.0 } else { s.index_commit_micros_total as f64 / s.index_commits as f64 },
+                "meanWriteMicrosPerBatch": if s.batches == 0 { 0.0 } else { s.index_commit_micros_total as f64 / s.batches as f64 },
                 "checkpoints": s.index_checkpoints,
                 "longestCheckpointMicros": s.index_checkpoint_micros_max,
             },
@@ -165,13 +165,13 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     metric(
         "eventstore_lite_index_commits_total",
         "counter",
-        "Index commits (one per group commit).",
+        "Index commits (the index's write transaction commits about once a second).",
         s.index_commits as f64,
     );
     metric(
         "eventstore_lite_index_commit_seconds_total",
         "counter",
-        "Time spent committing the index, checkpoints included.",
+        "Time the writer spent writing the index: applying each batch and committing, checkpoints included.",
         s.index_commit_micros_total as f64 / 1e6,
     );
     metric(

@@ -133,7 +133,8 @@ pub struct StoreStats {
     pub batches: AtomicU64,
     pub fsyncs: AtomicU64,
     pub fsync_micros_total: AtomicU64,
-    /// Index commits (one per write batch) and the time they took, durable ones (checkpoints) included.
+    /// Index commits (about one a second), and the time the writer spent writing the index: applying each batch
+    /// to the open transaction and committing it, durable commits (checkpoints) included.
     pub index_commits: AtomicU64,
     pub index_commit_micros_total: AtomicU64,
     /// Durable index commits (checkpoints): each writes every index page changed since the last one and fsyncs,
