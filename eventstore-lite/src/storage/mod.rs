@@ -426,6 +426,5 @@ mod tests {
             }
             other => panic!("$ce-tested ({interval:?}): {other:?}"),
         }
-        store.close().await;
     }
 }

@@ -118,6 +118,18 @@ struct Ctx<'a> {
     staged_bytes: u64,
 }
 
+impl<'a> Ctx<'a> {
+    fn new(w: IndexWrite, log: &'a Log, end: u64) -> Self {
+        Self {
+            w,
+            log,
+            end,
+            staged: Vec::new(),
+            staged_bytes: 0,
+        }
+    }
+}
+
 /// Stream heads the writer keeps between batches at most: a store that creates streams all day (a payment's
 /// streams are written for a second and never again) would otherwise keep a head per stream ever written.
 pub(crate) const REMEMBERED_HEADS: usize = 200_000;
@@ -252,13 +264,7 @@ impl Writer {
     }
 
     fn begin<'a>(&self, index: &Index, log: &'a Log, end: u64) -> Result<Ctx<'a>, Fault> {
-        Ok(Ctx {
-            w: index.begin_write()?,
-            log,
-            end,
-            staged: Vec::new(),
-            staged_bytes: 0,
-        })
+        Ok(Ctx::new(index.begin_write()?, log, end))
     }
 
     fn replay(&mut self, ctx: &mut Ctx, event: &StoredEvent) -> Result<(), Fault> {
@@ -352,13 +358,7 @@ impl Writer {
                 Err(error) => return Err((error.into(), batch)),
             },
         };
-        let mut ctx = Ctx {
-            w,
-            log: &shared.log,
-            end: self.log_end,
-            staged: Vec::new(),
-            staged_bytes: 0,
-        };
+        let mut ctx = Ctx::new(w, &shared.log, self.log_end);
         let mut replies = Vec::with_capacity(batch.len());
         let mut iter = batch.into_iter();
         while let Some(request) = iter.next() {
