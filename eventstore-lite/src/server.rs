@@ -81,6 +81,7 @@ impl RunningServer {
         self.projections.shutdown().await;
         self.stop_serving().await;
         self.store.close().await;
+        self.release().await;
         Ok(())
     }
 
@@ -92,6 +93,17 @@ impl RunningServer {
         self.connections.close();
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.connections.wait()).await;
         self.store.crash().await;
+        self.release().await;
+    }
+
+    /// Drops the server and waits until no task holds the store any more, so that its directory can be opened
+    /// again (by a restart in the same process) as soon as this returns.
+    async fn release(self) {
+        let released = self.store.released();
+        drop(self);
+        if !released.wait(DRAIN_TIMEOUT).await {
+            tracing::warn!("the store is still held {DRAIN_TIMEOUT:?} after the server stopped");
+        }
     }
 
     async fn stop_serving(&self) {

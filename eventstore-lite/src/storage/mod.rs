@@ -318,12 +318,36 @@ impl Store {
         }
     }
 
+    /// A handle that tells when every clone of this store is gone, and with them its files (redb's lock on the
+    /// index): a task still holding a clone after the server stopped (a read streaming its last item) would
+    /// otherwise keep the next open of the same directory from starting.
+    pub fn released(&self) -> Released {
+        Released(Arc::downgrade(&self.shared))
+    }
+
     /// Like `close`, but the writer skips its final durable checkpoint, as if the process had died.
     pub async fn crash(&self) {
         self.shared
             .skip_final_checkpoint
             .store(true, Ordering::Release);
         self.close().await;
+    }
+}
+
+/// See [`Store::released`].
+pub struct Released(std::sync::Weak<Shared>);
+
+impl Released {
+    /// Waits until the store is gone, at most `timeout`; false if a clone outlived it.
+    pub async fn wait(self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.0.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        true
     }
 }
 
