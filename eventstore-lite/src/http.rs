@@ -171,19 +171,19 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     metric(
         "eventstore_lite_index_commit_seconds_total",
         "counter",
-        "Time the writer spent writing the index: applying each batch and committing, checkpoints included.",
+        "Time the writer spent writing the index: applying each batch and committing (checkpoints run apart).",
         s.index_commit_micros_total as f64 / 1e6,
     );
     metric(
         "eventstore_lite_index_checkpoints_total",
         "counter",
-        "Durable index commits (checkpoints).",
+        "Durable index commits (checkpoints, each on a thread of its own while the writer goes on).",
         s.index_checkpoints as f64,
     );
     metric(
         "eventstore_lite_index_checkpoint_seconds_max",
         "gauge",
-        "The longest index checkpoint so far: the writer waits for it.",
+        "The longest index checkpoint so far (the writer does not wait for it).",
         s.index_checkpoint_micros_max as f64 / 1e6,
     );
     metric(

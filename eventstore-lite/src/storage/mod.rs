@@ -112,6 +112,11 @@ pub struct StoreOptions {
     /// How long the index's write transaction stays open across write batches before it commits (readers see
     /// each batch at once either way).
     pub index_commit_interval: std::time::Duration,
+    /// How often (at most) an index commit is durable, a checkpoint: it bounds the log replayed after a crash.
+    /// Checkpoints run on a thread of their own while the writer goes on.
+    pub index_checkpoint_interval: std::time::Duration,
+    /// The most memory the index's page cache (redb's read and write caches) may hold, in bytes.
+    pub index_cache_bytes: usize,
 }
 
 impl StoreOptions {
@@ -121,6 +126,8 @@ impl StoreOptions {
             standard_projections,
             remembered_heads: writer::REMEMBERED_HEADS,
             index_commit_interval: writer::COMMIT_INTERVAL,
+            index_checkpoint_interval: writer::CHECKPOINT_INTERVAL,
+            index_cache_bytes: index::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -134,11 +141,11 @@ pub struct StoreStats {
     pub fsyncs: AtomicU64,
     pub fsync_micros_total: AtomicU64,
     /// Index commits (about one a second), and the time the writer spent writing the index: applying each batch
-    /// to the open transaction and committing it, durable commits (checkpoints) included.
+    /// to the open transaction and committing it, and handing checkpoints to their thread (or waiting for one).
     pub index_commits: AtomicU64,
     pub index_commit_micros_total: AtomicU64,
     /// Durable index commits (checkpoints): each writes every index page changed since the last one and fsyncs,
-    /// while the writer waits.
+    /// on a thread of its own while the writer goes on; the longest one that has finished.
     pub index_checkpoints: AtomicU64,
     pub index_checkpoint_micros_max: AtomicU64,
     pub recovered_records: AtomicU64,
@@ -200,7 +207,8 @@ impl Store {
                     source,
                 })?;
                 let log = Log::open(&dir.join(LOG_FILE_NAME)).map_err(OpenError::Log)?;
-                let index = Index::open(&dir.join(INDEX_FILE_NAME)).map_err(OpenError::Index)?;
+                let index = Index::open(&dir.join(INDEX_FILE_NAME), options.index_cache_bytes)
+                    .map_err(OpenError::Index)?;
                 (log, index)
             }
             None => (
@@ -384,11 +392,17 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_forgets_heads_without_forgetting_streams() {
-        for interval in [Duration::ZERO, Duration::from_secs(3600)] {
+        // Commits every batch; once an hour; once an hour with a checkpoint every batch (each on its own thread
+        // while the writer goes on, so later batches wait in memory for the next transaction).
+        let hour = Duration::from_secs(3600);
+        for (interval, checkpoints) in
+            [(Duration::ZERO, hour), (hour, hour), (hour, Duration::ZERO)]
+        {
             let directory = tempfile::tempdir().expect("a directory");
             let mut options = StoreOptions::new(Some(directory.path().to_owned()), true);
             options.remembered_heads = 2;
             options.index_commit_interval = interval;
+            options.index_checkpoint_interval = checkpoints;
             let store = Store::open(options.clone()).expect("a store");
             let streams: Vec<String> = (0..5).map(|n| format!("tested-{n}")).collect();
             // Each round writes every stream once, expecting the revision the previous round left: the writer
@@ -411,8 +425,25 @@ mod tests {
             store.close().await;
             drop(store);
             // The open transaction was committed at the close.
-            let store = Store::open(options).expect("the store again");
+            let store = Store::open(options.clone()).expect("the store again");
             assert_streams_read_back(&store, &streams, interval).await;
+            // A crash (no final checkpoint) right after more appends: the restart replays what the index lacks.
+            for stream in &streams {
+                store
+                    .append(stream.clone(), ExpectedRevision::Exact(2), vec![event(3)])
+                    .await
+                    .expect("appended");
+            }
+            store.crash().await;
+            drop(store);
+            let store = Store::open(options).expect("the store after a crash");
+            for stream in &streams {
+                assert_eq!(
+                    store.last_revision(stream).expect("read"),
+                    Some(3),
+                    "{stream}"
+                );
+            }
             store.close().await;
         }
     }

@@ -30,8 +30,8 @@ const MAX_BATCH_REQUESTS: usize = 2048;
 /// checkpoint). Each commit rewrites every redb page it touches: committing every batch (~400 a second at 2,500
 /// payments/s) cost ~9 % of the whole bank's CPU late in a long run (ARCHITECTURE.md has the measurements).
 pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
-/// A durable index checkpoint at least this often...
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+/// A durable index checkpoint (on a thread of its own; the writer goes on) at least this often...
+pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 /// ...or after this many log bytes, which bounds the log replayed at start-up.
 const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
 /// Event ids remembered for idempotent appends with expected revision `any`.
@@ -140,6 +140,7 @@ pub(crate) struct Writer {
     heads: HashMap<String, Head>,
     remembered_heads: usize,
     commit_interval: Duration,
+    checkpoint_interval: Duration,
     log_end: u64,
     next_stream_id: u64,
     standard_projections: bool,
@@ -215,6 +216,7 @@ impl Writer {
             heads: HashMap::new(),
             remembered_heads: options.remembered_heads,
             commit_interval: options.index_commit_interval,
+            checkpoint_interval: options.index_checkpoint_interval,
             log_end: valid_end,
             next_stream_id,
             standard_projections,
@@ -422,33 +424,42 @@ impl Writer {
             }
         }
         self.bytes_since_durable += buf.len() as u64;
-        let durable = self.last_durable.elapsed() >= CHECKPOINT_INTERVAL
+        let durable = self.last_durable.elapsed() >= self.checkpoint_interval
             || self.bytes_since_durable >= CHECKPOINT_BYTES;
         let committing = Instant::now();
         if let Err(e) = ctx.w.apply() {
             return Err(fail(e.into(), replies));
         }
-        let commit = durable || opened.elapsed() >= self.commit_interval;
-        if commit {
-            if let Err(e) = ctx.w.commit(new_end, self.next_stream_id, durable) {
+        if durable {
+            // The checkpoint runs on a thread of its own; the writer goes on with the next batch at once.
+            if let Err(e) = ctx.w.checkpoint_in_background(new_end, self.next_stream_id) {
+                return Err(fail(e.into(), replies));
+            }
+            stats.index_commits.fetch_add(1, Ordering::Relaxed);
+            stats.index_checkpoints.fetch_add(1, Ordering::Relaxed);
+            self.open = Some((ctx.w, Instant::now()));
+            self.last_durable = Instant::now();
+            self.bytes_since_durable = 0;
+        } else if opened.elapsed() >= self.commit_interval && !ctx.w.checkpointing() {
+            if let Some(took) = ctx.w.take_checkpoint_time() {
+                record_checkpoint(stats, took);
+            }
+            if let Err(e) = ctx.w.commit(new_end, self.next_stream_id, false) {
                 return Err(fail(e.into(), replies));
             }
             stats.index_commits.fetch_add(1, Ordering::Relaxed);
         } else {
             self.open = Some((ctx.w, opened));
         }
+        if let Some((w, _)) = &mut self.open {
+            if let Some(took) = w.take_checkpoint_time() {
+                record_checkpoint(stats, took);
+            }
+        }
         let took = committing.elapsed().as_micros() as u64;
         stats
             .index_commit_micros_total
             .fetch_add(took, Ordering::Relaxed);
-        if durable {
-            stats.index_checkpoints.fetch_add(1, Ordering::Relaxed);
-            stats
-                .index_checkpoint_micros_max
-                .fetch_max(took, Ordering::Relaxed);
-            self.last_durable = Instant::now();
-            self.bytes_since_durable = 0;
-        }
         if std::mem::take(&mut self.metadata_changed) {
             // After the batch is applied: a reader that saw the old generation may have read either index, and
             // whatever it remembered under that generation is now out of date.
@@ -853,6 +864,12 @@ fn check_expected(head: &Head, expected: ExpectedRevision) -> Check {
             _ => Check::Wrong,
         },
     }
+}
+
+fn record_checkpoint(stats: &StoreStats, took: std::time::Duration) {
+    stats
+        .index_checkpoint_micros_max
+        .fetch_max(took.as_micros() as u64, Ordering::Relaxed);
 }
 
 fn reply(request: WriteRequest, outcome: Outcome) {
