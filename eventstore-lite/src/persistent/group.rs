@@ -275,6 +275,16 @@ impl Group {
         Ok(group)
     }
 
+    /// Runs a store read of up to `events` events (see [`store_read`]).
+    async fn read<T: Send + 'static>(
+        &self,
+        events: usize,
+        f: impl FnOnce(Store) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let store = self.store.clone();
+        store_read(events <= INLINE_READ, move || f(store)).await
+    }
+
     /// Runs a store read of one event or of a batch of `read_batch_size` (see [`store_read`]).
     async fn blocking<T: Send + 'static>(
         &self,
@@ -584,13 +594,18 @@ impl Group {
         };
         let limit = (limit as usize).max(batch);
         while !self.exhausted && self.buffer.len() < limit {
-            let want = batch.min(limit - self.buffer.len());
+            let mut want = batch.min(limit - self.buffer.len());
+            if self.caught_up {
+                // Live, a read finds a few new events: at most INLINE_READ at a time, read on the async worker
+                // (4 minutes of the bank at 2,500 payments/s: 355 → 338 s of CPU, p99 90 → 72 ms).
+                want = want.min(INLINE_READ);
+            }
             let resolve = self.config.settings.resolve_link_tos;
             let cursor = self.cursor;
             let (items, next, reached_end) = if self.config.is_all() {
                 let filter = self.filter.clone();
                 let read = self
-                    .blocking(move |s| {
+                    .read(want, move |s| {
                         s.read_all(
                             AllFrom::Position(cursor),
                             false,
@@ -611,7 +626,7 @@ impl Group {
             } else {
                 let stream = self.config.stream.clone();
                 let read = self
-                    .blocking(move |s| {
+                    .read(want, move |s| {
                         s.read_stream(&stream, StreamFrom::Revision(cursor), false, want, resolve)
                     })
                     .await?;

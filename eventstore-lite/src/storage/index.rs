@@ -898,16 +898,23 @@ mod tests {
         (index, expected)
     }
 
-    /// Every view a reader can have of the write transaction: before a batch is applied, after, after the
-    /// commit, and with an epoch taken before the commit and a snapshot after it (a batch in both).
-    #[test]
-    fn applied_batches_are_read_before_and_after_their_commit() {
-        let index = Index::in_memory().expect("an in-memory index");
+    /// A write holding a first batch, not applied yet: `orders-1` (id 1) with an event at 100, and `$ce-orders`
+    /// (id 2) linking to it.
+    fn first_batch(index: &Index) -> IndexWrite {
         let mut w = index.begin_write().expect("a write");
         w.add_stream("orders-1".to_owned(), 1);
         w.add_stream("$ce-orders".to_owned(), 2);
         w.add_entry(1, 0, Entry::Event(100));
         w.add_link(2, 0, 100);
+        w
+    }
+
+    /// Every view a reader can have of the write transaction: before a batch is applied, after, after the
+    /// commit, and with an epoch taken before the commit and a snapshot after it (a batch in both).
+    #[test]
+    fn applied_batches_are_read_before_and_after_their_commit() {
+        let index = Index::in_memory().expect("an in-memory index");
+        let mut w = first_batch(&index);
         let before = index.reader().expect("a reader");
         w.apply().expect("apply");
         let first = index.reader().expect("a reader");
@@ -981,11 +988,7 @@ mod tests {
     #[test]
     fn batches_applied_during_a_checkpoint_are_read_and_land_in_the_next_transaction() {
         let index = Index::in_memory().expect("an in-memory index");
-        let mut w = index.begin_write().expect("a write");
-        w.add_stream("orders-1".to_owned(), 1);
-        w.add_stream("$ce-orders".to_owned(), 2);
-        w.add_entry(1, 0, Entry::Event(100));
-        w.add_link(2, 0, 100);
+        let mut w = first_batch(&index);
         w.apply().expect("apply");
         // The checkpoint waits until the test lets it commit.
         let (go, held) = std::sync::mpsc::channel::<()>();
@@ -1018,8 +1021,13 @@ mod tests {
         assert!(w.take_checkpoint_time().is_some());
         assert_eq!(Index::progress(&index).expect("progress"), (200, 3));
         let after = index.reader().expect("a reader");
+        // The batch applied meanwhile is in the next transaction: its commit holds it.
+        w.add_entry(1, 1, Entry::Event(400));
+        w.apply().expect("apply");
+        w.commit(500, 4, false).expect("commit");
+        let committed = index.reader().expect("a reader");
         let links = vec![(0, Entry::Link(100)), (1, Entry::Link(300))];
-        for reader in [&during, &after] {
+        for reader in [&during, &after, &committed] {
             assert_eq!(reader.stream_id("orders-2").expect("id"), Some(3));
             assert_eq!(
                 reader.range(2, 0, u64::MAX, false, 10).expect("range"),
@@ -1030,16 +1038,6 @@ mod tests {
                 Some((0, Entry::Event(300)))
             );
         }
-        // The batch applied meanwhile is in the next transaction: its commit holds it.
-        w.add_entry(1, 1, Entry::Event(400));
-        w.apply().expect("apply");
-        w.commit(500, 4, false).expect("commit");
-        let committed = index.reader().expect("a reader");
-        assert_eq!(committed.stream_id("orders-2").expect("id"), Some(3));
-        assert_eq!(
-            committed.range(2, 0, u64::MAX, false, 10).expect("range"),
-            links
-        );
         assert_eq!(
             committed.last_entry(1).expect("last"),
             Some((1, Entry::Event(400)))
