@@ -700,6 +700,39 @@ async fn a_stream_group_delivers_in_order_from_where_it_starts() -> anyhow::Resu
     Ok(())
 }
 
+/// A live group woken by one append of more events than it reads at a time (64 once live, whatever its
+/// `read_batch_size`) delivers every one, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_group_delivers_a_large_append_in_order_once() -> anyhow::Result<()> {
+    let app = spawn_app_without_projections().await;
+    let client = &app.client;
+    let stream = unique_stream("orders");
+    append(client, &stream, json_events("OrderPlaced", 0, 1)).await;
+    client
+        .create_persistent_subscription(stream.as_str(), GROUP, &from_start().read_batch_size(200))
+        .await?;
+    let mut consumer = connect(client, &stream, GROUP, 1000).await;
+    confirmed(&mut consumer).await;
+    // Delivered from the end of the stream's history: the group is live from here on.
+    let first = next_deliveries(&mut consumer, 1).await;
+    ack_all(&mut consumer, &first).await;
+
+    append(client, &stream, json_events("OrderPlaced", 1, 300)).await;
+    let delivered = next_deliveries(&mut consumer, 300).await;
+    assert_eq!(revisions(&delivered), (1..301).collect::<Vec<u64>>());
+    assert_eq!(numbers(&delivered), (1..301).collect::<Vec<u64>>());
+    assert!(
+        delivered.iter().all(|d| d.retry_count == 0),
+        "{delivered:?}"
+    );
+    ack_all(&mut consumer, &delivered).await;
+    wait_for_group(client, &stream, GROUP, "nothing is in flight", |info| {
+        in_flight(info) == 0
+    })
+    .await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_pages_through_a_long_history_in_order_and_never_holds_more_than_its_buffer(
 ) -> anyhow::Result<()> {
