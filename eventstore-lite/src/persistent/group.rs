@@ -290,9 +290,8 @@ impl Group {
         &self,
         f: impl FnOnce(Store) -> T + Send + 'static,
     ) -> Result<T, String> {
-        let store = self.store.clone();
-        let small = self.config.settings.read_batch_size as usize <= INLINE_READ;
-        store_read(small, move || f(store)).await
+        self.read(self.config.settings.read_batch_size as usize, f)
+            .await
     }
 
     async fn read_checkpoint(&self) -> Result<Option<u64>, String> {

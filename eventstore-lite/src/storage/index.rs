@@ -246,17 +246,13 @@ impl Index {
     pub fn reader(&self) -> IndexResult<IndexReader> {
         // The epoch and its visible batch first, the snapshot after (see the module's documentation).
         let recent = self.recent();
-        self.reader_over(recent)
+        reader_over(&self.db, recent)
     }
 
     fn recent(&self) -> Recent {
         let epoch = self.epoch.lock().clone();
         let visible = epoch.visible.load(Ordering::Acquire);
         Recent { epoch, visible }
-    }
-
-    fn reader_over(&self, recent: Recent) -> IndexResult<IndexReader> {
-        reader_over(&self.db, recent)
     }
 }
 
@@ -934,7 +930,7 @@ mod tests {
         let second = index.reader().expect("a reader");
         let epoch_before_commit = index.recent();
         w.commit(300, 3, false).expect("commit");
-        let straddling = index.reader_over(epoch_before_commit).expect("a reader");
+        let straddling = reader_over(&index.db, epoch_before_commit).expect("a reader");
         let third = index.reader().expect("a reader");
 
         let stream = vec![(0, Entry::Event(100)), (1, Entry::Event(200))];

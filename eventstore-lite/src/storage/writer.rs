@@ -430,6 +430,12 @@ impl Writer {
         if let Err(e) = ctx.w.apply() {
             return Err(fail(e.into(), replies));
         }
+        // A checkpoint that ended since the last batch (the one before, if the previous batch waited for it).
+        if let Some(took) = ctx.w.take_checkpoint_time() {
+            stats
+                .index_checkpoint_micros_max
+                .fetch_max(took.as_micros() as u64, Ordering::Relaxed);
+        }
         if durable {
             // The checkpoint runs on a thread of its own; the writer goes on with the next batch at once.
             if let Err(e) = ctx.w.checkpoint_in_background(new_end, self.next_stream_id) {
@@ -441,20 +447,12 @@ impl Writer {
             self.last_durable = Instant::now();
             self.bytes_since_durable = 0;
         } else if opened.elapsed() >= self.commit_interval && !ctx.w.checkpointing() {
-            if let Some(took) = ctx.w.take_checkpoint_time() {
-                record_checkpoint(stats, took);
-            }
             if let Err(e) = ctx.w.commit(new_end, self.next_stream_id, false) {
                 return Err(fail(e.into(), replies));
             }
             stats.index_commits.fetch_add(1, Ordering::Relaxed);
         } else {
             self.open = Some((ctx.w, opened));
-        }
-        if let Some((w, _)) = &mut self.open {
-            if let Some(took) = w.take_checkpoint_time() {
-                record_checkpoint(stats, took);
-            }
         }
         let took = committing.elapsed().as_micros() as u64;
         stats
@@ -864,12 +862,6 @@ fn check_expected(head: &Head, expected: ExpectedRevision) -> Check {
             _ => Check::Wrong,
         },
     }
-}
-
-fn record_checkpoint(stats: &StoreStats, took: std::time::Duration) {
-    stats
-        .index_checkpoint_micros_max
-        .fetch_max(took.as_micros() as u64, Ordering::Relaxed);
 }
 
 fn reply(request: WriteRequest, outcome: Outcome) {
