@@ -19,9 +19,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(false)
         .build_server(true)
         .bytes(["."])
+        // The metadata maps hold two or three entries: a BTreeMap is cheaper to fill than a hashed map.
+        .btree_map(["."])
         .extern_path(
             ".event_store.client.streams.ReadResp",
             "crate::grpc::wire::ReadResp",
+        )
+        .extern_path(
+            ".event_store.client.persistent_subscriptions.ReadResp",
+            "crate::grpc::wire::PersistentReadResp",
         )
         .compile_fds(descriptors)?;
     Ok(())

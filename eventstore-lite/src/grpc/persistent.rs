@@ -8,13 +8,13 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::proto::persistent_subscriptions::{
     self as ps, all_options, filter_options, get_info_req, group_options, list_req,
-    persistent_subscriptions_server, read_req, read_resp, replay_parked_req, settings,
+    persistent_subscriptions_server, read_req, read_resp_control, replay_parked_req, settings,
     stream_options, subscription_info, CreateReq, CreateResp, DeleteReq, DeleteResp, GetInfoReq,
-    GetInfoResp, GroupOptions, ListReq, ListResp, ReadReq, ReadResp, ReplayParkedReq,
+    GetInfoResp, GroupOptions, ListReq, ListResp, ReadReq, ReadRespControl, ReplayParkedReq,
     ReplayParkedResp, SubscriptionInfo, UpdateReq, UpdateResp,
 };
 use super::proto::{self, Empty};
-use super::streams::recorded_event;
+use super::wire::PersistentReadResp;
 use super::{
     invalid_argument, principal, required, stream_name, uuid_from_proto, with_exception, UuidFormat,
 };
@@ -22,7 +22,6 @@ use crate::auth::Principal;
 use crate::persistent::config::{FilterSpec, GroupConfig, Settings, StartFrom, Strategy, ALL};
 use crate::persistent::group::{ConsumerInfo, Delivery, DropReason, GroupInfo, NackAction};
 use crate::persistent::{PersistentError, Subsystem};
-use crate::storage::ResolvedItem;
 
 const TICKS_PER_MS: i64 = 10_000;
 
@@ -290,15 +289,18 @@ fn subscription_info(info: GroupInfo) -> SubscriptionInfo {
     }
 }
 
-fn persistent_event(
-    item: &ResolvedItem,
+/// A delivery as the generated message would carry it (the server sends [`PersistentReadResp::Event`], whose
+/// test checks it decodes to exactly this).
+#[cfg(test)]
+pub(crate) fn persistent_event(
+    item: &crate::storage::ResolvedItem,
     resolve: bool,
     retry_count: u32,
     format: UuidFormat,
-) -> ReadResp {
+) -> ReadRespControl {
     let convert = |e: &crate::storage::StoredEvent| {
-        let r = recorded_event(e, format);
-        read_resp::read_event::RecordedEvent {
+        let r = super::streams::recorded_event(e, format);
+        read_resp_control::read_event::RecordedEvent {
             id: r.id,
             stream_identifier: r.stream_identifier,
             stream_revision: r.stream_revision,
@@ -317,17 +319,19 @@ fn persistent_event(
     } else {
         (Some(convert(&item.record)), None)
     };
-    ReadResp {
-        content: Some(read_resp::Content::Event(read_resp::ReadEvent {
-            event,
-            link,
-            position: Some(read_resp::read_event::Position::CommitPosition(
-                item.record.position,
-            )),
-            count: Some(read_resp::read_event::Count::RetryCount(
-                i32::try_from(retry_count).unwrap_or(i32::MAX),
-            )),
-        })),
+    ReadRespControl {
+        content: Some(read_resp_control::Content::Event(
+            read_resp_control::ReadEvent {
+                event,
+                link,
+                position: Some(read_resp_control::read_event::Position::CommitPosition(
+                    item.record.position,
+                )),
+                count: Some(read_resp_control::read_event::Count::RetryCount(
+                    i32::try_from(retry_count).unwrap_or(i32::MAX),
+                )),
+            },
+        )),
     }
 }
 
@@ -345,7 +349,7 @@ fn authorize_admin(principal: &Principal) -> Result<(), Status> {
     }
 }
 
-type ReadStream = Pin<Box<dyn Stream<Item = Result<ReadResp, Status>> + Send>>;
+type ReadStream = Pin<Box<dyn Stream<Item = Result<PersistentReadResp, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl persistent_subscriptions_server::PersistentSubscriptions for PersistentService {
@@ -473,18 +477,23 @@ impl persistent_subscriptions_server::PersistentSubscriptions for PersistentServ
         let subscription_id = format!("{stream}::{group}");
         let output = async_stream::try_stream! {
             let guard = DisconnectOnDrop(connection.clone());
-            yield ReadResp {
-                content: Some(read_resp::Content::SubscriptionConfirmation(read_resp::SubscriptionConfirmation {
-                    subscription_id,
-                })),
-            };
+            yield PersistentReadResp::from(ReadRespControl {
+                content: Some(read_resp_control::Content::SubscriptionConfirmation(
+                    read_resp_control::SubscriptionConfirmation { subscription_id },
+                )),
+            });
             let resolve = connection.resolve_link_tos;
             // The receiver lives in the connection; take it out for this stream.
             let mut deliveries = guard.take_deliveries().await;
             loop {
                 match deliveries.recv().await {
                     Some(Delivery::Event { item, retry_count }) => {
-                        yield persistent_event(&item, resolve, retry_count, format);
+                        yield PersistentReadResp::Event {
+                            item,
+                            resolve_links: resolve,
+                            format,
+                            retry_count: Some(i32::try_from(retry_count).unwrap_or(i32::MAX)),
+                        };
                     }
                     Some(Delivery::Dropped(reason)) => {
                         Err(dropped(reason, &stream, &group))?;

@@ -24,12 +24,12 @@ use super::wire::ReadResp;
 use super::{
     access_denied, internal, invalid_argument, maximum_append_size_exceeded, principal, required,
     server_unavailable, stream_deleted, stream_identifier, stream_name, uuid_from_proto,
-    uuid_to_proto, wrong_expected_version, UuidFormat,
+    wrong_expected_version, UuidFormat,
 };
 use crate::auth::{Operation, Principal};
 use crate::storage::{
     AllFrom, EventFilter, ExpectedRevision, FilterTarget, ProposedEvent, ReadError, ResolvedItem,
-    Store, StoredEvent, StreamFrom, StreamRead, WriteError, WriteResult, MAX_APPEND_SIZE,
+    Store, StreamFrom, StreamRead, WriteError, WriteResult, MAX_APPEND_SIZE,
 };
 
 /// Events fetched from storage per step of a read or a catch-up.
@@ -195,12 +195,13 @@ fn append_wrong_version(current: Option<u64>, expected: ExpectedRevision) -> App
     }
 }
 
-/// Converts a stored record to the wire form.
+/// Converts a stored record to the generated wire form (the server encodes events by hand: `wire.rs`).
+#[cfg(test)]
 pub fn recorded_event(
-    event: &StoredEvent,
+    event: &crate::storage::StoredEvent,
     format: UuidFormat,
 ) -> read_resp_control::read_event::RecordedEvent {
-    let mut metadata = HashMap::with_capacity(3);
+    let mut metadata = std::collections::BTreeMap::new();
     metadata.insert("type".to_owned(), event.event_type.clone());
     metadata.insert(
         "content-type".to_owned(),
@@ -213,7 +214,7 @@ pub fn recorded_event(
     );
     metadata.insert("created".to_owned(), event.created.to_string());
     read_resp_control::read_event::RecordedEvent {
-        id: Some(uuid_to_proto(event.id, format)),
+        id: Some(super::uuid_to_proto(event.id, format)),
         stream_identifier: Some(stream_identifier(&event.stream)),
         stream_revision: event.revision,
         prepare_position: event.position,
@@ -254,6 +255,7 @@ fn event_resp(item: ResolvedItem, plan: &ReadPlan) -> ReadResp {
         item,
         resolve_links: plan.resolve_links,
         format: plan.uuid_format,
+        retry_count: None,
     }
 }
 

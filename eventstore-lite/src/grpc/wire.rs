@@ -1,7 +1,9 @@
-//! The Streams `ReadResp` as sent on the wire. Control messages (confirmation, checkpoints, positions, …) use the
-//! generated `ReadRespControl` (same field numbers); events are encoded straight from the stored record, without
-//! building the generated message first: no per-event `HashMap`, `String`s or UUID formatting on the heap. Reads
-//! and catch-up subscriptions send one of these per event, so this is the hot path of `$all` reads.
+//! The Streams and PersistentSubscriptions `ReadResp`s as sent on the wire. Control messages (confirmation,
+//! checkpoints, positions, …) use the generated `ReadRespControl`s (same field numbers); events are encoded
+//! straight from the stored record, without building the generated message first: no per-event map, `String`s
+//! or UUID formatting on the heap. Reads, catch-up subscriptions and persistent groups send one of these per
+//! event, so this is the hot path of every consumer. The two services' events differ only in the retry count a
+//! persistent group adds.
 
 use bytes::{Buf, BufMut};
 use prost::encoding::{
@@ -9,30 +11,36 @@ use prost::encoding::{
 };
 use prost::DecodeError;
 
-use super::proto::streams::ReadRespControl;
 use super::UuidFormat;
 use crate::storage::{ResolvedItem, StoredEvent};
 
-/// One message of a Streams.Read response.
+/// One message of a read response: a control message `C`, or an event.
 #[derive(Debug, Clone)]
-pub enum ReadResp {
-    Control(ReadRespControl),
+pub enum Read<C> {
+    Control(C),
     Event {
         item: ResolvedItem,
         resolve_links: bool,
         format: UuidFormat,
+        /// A persistent group's delivery count (field 5 of its `ReadEvent`); `None` in Streams reads.
+        retry_count: Option<i32>,
     },
 }
 
-impl Default for ReadResp {
+/// One message of a Streams.Read response.
+pub type ReadResp = Read<super::proto::streams::ReadRespControl>;
+/// One message of a PersistentSubscriptions.Read response.
+pub type PersistentReadResp = Read<super::proto::persistent_subscriptions::ReadRespControl>;
+
+impl<C: Default> Default for Read<C> {
     fn default() -> Self {
-        ReadResp::Control(ReadRespControl::default())
+        Read::Control(C::default())
     }
 }
 
-impl From<ReadRespControl> for ReadResp {
-    fn from(control: ReadRespControl) -> Self {
-        ReadResp::Control(control)
+impl<C> From<C> for Read<C> {
+    fn from(control: C) -> Self {
+        Read::Control(control)
     }
 }
 
@@ -207,25 +215,41 @@ fn parts(item: &ResolvedItem, resolve_links: bool) -> (Option<&StoredEvent>, Opt
     }
 }
 
-fn read_event_len(item: &ResolvedItem, resolve_links: bool, format: UuidFormat) -> usize {
+fn read_event_len(
+    item: &ResolvedItem,
+    resolve_links: bool,
+    format: UuidFormat,
+    retry_count: Option<i32>,
+) -> usize {
     let (event, link) = parts(item, resolve_links);
     let recorded =
         |e: &StoredEvent| delimited_body(recorded_len(e, format, &Ticks::new(e.created)));
     event.map_or(0, |e| key_len(1) + recorded(e))
         + link.map_or(0, |e| key_len(2) + recorded(e))
         + varint_field(3, item.record.position)
+        + retry_count.map_or(0, |count| varint_field(5, int32_varint(count)))
 }
 
-impl prost::Message for ReadResp {
+/// An `int32` as protobuf puts it in a varint: negative values sign-extended to 64 bits.
+fn int32_varint(value: i32) -> u64 {
+    i64::from(value) as u64
+}
+
+impl<C: prost::Message + Default> prost::Message for Read<C> {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         match self {
-            ReadResp::Control(control) => control.encode_raw(buf),
-            ReadResp::Event {
+            Read::Control(control) => control.encode_raw(buf),
+            Read::Event {
                 item,
                 resolve_links,
                 format,
+                retry_count,
             } => {
-                put_len_delimited(1, read_event_len(item, *resolve_links, *format), buf);
+                put_len_delimited(
+                    1,
+                    read_event_len(item, *resolve_links, *format, *retry_count),
+                    buf,
+                );
                 let (event, link) = parts(item, *resolve_links);
                 for (tag, e) in [(1, event), (2, link)] {
                     if let Some(e) = e {
@@ -236,6 +260,9 @@ impl prost::Message for ReadResp {
                 }
                 // A oneof member is sent even when zero.
                 put_varint(3, item.record.position, buf);
+                if let Some(count) = retry_count {
+                    put_varint(5, int32_varint(*count), buf);
+                }
             }
         }
     }
@@ -252,24 +279,28 @@ impl prost::Message for ReadResp {
 
     fn encoded_len(&self) -> usize {
         match self {
-            ReadResp::Control(control) => control.encoded_len(),
-            ReadResp::Event {
+            Read::Control(control) => control.encoded_len(),
+            Read::Event {
                 item,
                 resolve_links,
                 format,
-            } => len_delimited(1, read_event_len(item, *resolve_links, *format)),
+                retry_count,
+            } => len_delimited(
+                1,
+                read_event_len(item, *resolve_links, *format, *retry_count),
+            ),
         }
     }
 
     fn clear(&mut self) {
-        *self = ReadResp::default();
+        *self = Read::default();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grpc::proto::streams::read_resp_control;
+    use crate::grpc::proto::streams::{read_resp_control, ReadRespControl};
     use crate::grpc::streams::read_event;
     use bytes::Bytes;
     use prost::Message;
@@ -288,16 +319,15 @@ mod tests {
         }
     }
 
-    /// The hand encoding must decode to exactly what the generated message would carry.
-    #[test]
-    fn hand_encoded_events_decode_like_generated_ones() {
+    /// Events, unresolved and resolved links, a link whose target is gone.
+    fn items() -> Vec<ResolvedItem> {
         let link = StoredEvent {
             stream: "$ce-account".into(),
             event_type: "$>".into(),
             is_json: false,
             ..event(5, 0, 0, b"")
         };
-        let items = [
+        vec![
             ResolvedItem {
                 record: event(17_956_240_590_553_467, 3, 4_096, b"{\"m\":1}"),
                 is_link: false,
@@ -318,7 +348,13 @@ mod tests {
                 is_link: true,
                 target: None,
             },
-        ];
+        ]
+    }
+
+    /// The hand encoding must decode to exactly what the generated message would carry.
+    #[test]
+    fn hand_encoded_events_decode_like_generated_ones() {
+        let items = items();
         for item in &items {
             for resolve_links in [false, true] {
                 for format in [UuidFormat::String, UuidFormat::Structured] {
@@ -326,6 +362,7 @@ mod tests {
                         item: item.clone(),
                         resolve_links,
                         format,
+                        retry_count: None,
                     };
                     let bytes = wire.encode_to_vec();
                     assert_eq!(bytes.len(), wire.encoded_len());
@@ -338,6 +375,36 @@ mod tests {
                         ))),
                     };
                     assert_eq!(decoded, expected, "resolve {resolve_links}, {format:?}");
+                }
+            }
+        }
+    }
+
+    /// A persistent group's delivery: the same event encoding plus its retry count.
+    #[test]
+    fn hand_encoded_deliveries_decode_like_generated_ones() {
+        use crate::grpc::persistent::persistent_event;
+        use crate::grpc::proto::persistent_subscriptions::ReadRespControl as PersistentControl;
+        let items = items();
+        for item in &items {
+            for resolve_links in [false, true] {
+                for retry_count in [0, 1, 300] {
+                    let format = UuidFormat::Structured;
+                    let wire = PersistentReadResp::Event {
+                        item: item.clone(),
+                        resolve_links,
+                        format,
+                        retry_count: Some(retry_count),
+                    };
+                    let bytes = wire.encode_to_vec();
+                    assert_eq!(bytes.len(), wire.encoded_len());
+                    let decoded = PersistentControl::decode(bytes.as_slice()).expect("decodes");
+                    let expected =
+                        persistent_event(item, resolve_links, retry_count as u32, format);
+                    assert_eq!(
+                        decoded, expected,
+                        "resolve {resolve_links}, retry {retry_count}"
+                    );
                 }
             }
         }
