@@ -1,7 +1,6 @@
 //! Reads: a stream (through the index, honouring `$tb`, `$maxCount`, `$maxAge`, soft delete and tombstones) and
 //! `$all` (straight from the log, forwards or backwards, with an optional filter). Links are resolved here.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::Ordering;
 
@@ -12,7 +11,7 @@ use super::index::{Entry, IndexReader};
 use super::log::FIRST_POSITION;
 use super::metadata::StreamMetadata;
 use super::record::{frame_len_from_trailer, FRAME_TRAILER_LEN};
-use super::{now_ticks, EventFilter, Store, StoredEvent, TOMBSTONE_REVISION};
+use super::{now_ticks, EventFilter, FastMap, Store, StoredEvent, TOMBSTONE_REVISION};
 
 /// Namespace of the ids given to the links the system projections keep in the index.
 const LINK_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_6e6b_2d69_6473_2d65_736c_6974_6501);
@@ -126,7 +125,18 @@ fn link_id(stream: &str, revision: u64) -> Uuid {
     name.extend_from_slice(stream.as_bytes());
     name.push(b':');
     name.extend_from_slice(itoa::Buffer::new().format(revision).as_bytes());
-    Uuid::new_v5(&LINK_ID_NAMESPACE, &name)
+    uuid_v5(&LINK_ID_NAMESPACE, &name)
+}
+
+/// `Uuid::new_v5`, hashed with ring's SHA-1 (SHA-NI where the CPU has it) instead of uuid's portable one: every
+/// `$ce-`/`$et-` read makes a link id per event.
+pub(crate) fn uuid_v5(namespace: &Uuid, name: &[u8]) -> Uuid {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    context.update(namespace.as_bytes());
+    context.update(name);
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&context.finish().as_ref()[..16]);
+    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
 }
 
 /// A link's data: `<revision>@<stream>` of its target.
@@ -191,7 +201,7 @@ impl Store {
             };
             ix(reader.range(window.id, from, window.last, false, limit))?
         };
-        let mut cache = HashMap::new();
+        let mut cache = FastMap::default();
         let mut items = Vec::with_capacity(entries.len());
         for (revision, entry) in entries {
             let item = self.item(
@@ -253,7 +263,7 @@ impl Store {
             reached_end: false,
         };
         let mut reader = None;
-        let mut cache = HashMap::new();
+        let mut cache = FastMap::default();
         let mut consider = |event: StoredEvent, read: &mut AllRead| -> Result<(), ReadError> {
             read.scanned += 1;
             read.last_scanned = Some(event.position);
@@ -467,7 +477,7 @@ impl Store {
         entry: Entry,
         end: u64,
         resolve_links: bool,
-        cache: &mut HashMap<String, Visibility>,
+        cache: &mut FastMap<String, Visibility>,
     ) -> Result<ResolvedItem, ReadError> {
         let log = &self.shared.log;
         match entry {
@@ -532,7 +542,7 @@ impl Store {
         reader: &IndexReader,
         event: &StoredEvent,
         end: u64,
-        cache: &mut HashMap<String, Visibility>,
+        cache: &mut FastMap<String, Visibility>,
     ) -> Result<bool, ReadError> {
         if !cache.contains_key(&event.stream) {
             let visibility = self.remembered_visibility(reader, &event.stream, end)?;
@@ -552,7 +562,7 @@ impl Store {
         reader: &IndexReader,
         data: &[u8],
         end: u64,
-        cache: &mut HashMap<String, Visibility>,
+        cache: &mut FastMap<String, Visibility>,
     ) -> Result<Option<StoredEvent>, ReadError> {
         let Some((revision, stream)) = std::str::from_utf8(data)
             .ok()
@@ -576,5 +586,22 @@ impl Store {
         Ok(self
             .is_visible(reader, &target, end, cache)?
             .then_some(target))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Link ids handed out before the change to ring's SHA-1 must still be the ids computed now.
+    #[test]
+    fn link_ids_are_uuid_v5() {
+        for (stream, revision) in [("$ce-account", 0), ("$et-FundsCredited", u64::MAX)] {
+            let name = format!("{stream}:{revision}");
+            assert_eq!(
+                link_id(stream, revision),
+                Uuid::new_v5(&LINK_ID_NAMESPACE, name.as_bytes())
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! Recovery reuses the same `observe` and `index_event` steps on the log's tail, so an index rebuilt after a crash
 //! is the index the writer would have built.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,8 +20,9 @@ use super::index::{Entry, Index, IndexWrite};
 use super::log::{Log, FIRST_POSITION};
 use super::metadata::{StreamMetadata, SOFT_DELETED_TB};
 use super::{
-    category_of, now_ticks, ExpectedRevision, OpenError, ProposedEvent, Shared, StoreOptions,
-    StoreStats, StoredEvent, WriteError, WriteRequest, WriteResult, TOMBSTONE_REVISION,
+    category_of, now_ticks, ExpectedRevision, FastMap, OpenError, ProposedEvent, Shared,
+    StoreOptions, StoreStats, StoredEvent, WriteError, WriteRequest, WriteResult,
+    TOMBSTONE_REVISION,
 };
 
 /// Requests taken into one batch at most (group commit).
@@ -81,7 +82,7 @@ struct RecentEntry {
 /// Recently written event ids, for `any` idempotency and fast exact-revision checks.
 #[derive(Default)]
 struct RecentIds {
-    map: HashMap<Uuid, RecentEntry>,
+    map: FastMap<Uuid, RecentEntry>,
     order: VecDeque<Uuid>,
 }
 
@@ -137,7 +138,7 @@ pub(crate) const REMEMBERED_HEADS: usize = 200_000;
 pub(crate) struct Writer {
     /// The heads of the streams written lately; within a batch, ahead of the index (which sees the batch only
     /// when it commits), so it is emptied only between batches.
-    heads: HashMap<String, Head>,
+    heads: FastMap<String, Head>,
     remembered_heads: usize,
     commit_interval: Duration,
     checkpoint_interval: Duration,
@@ -213,7 +214,7 @@ impl Writer {
             log.truncate(valid_end).map_err(OpenError::Log)?;
         }
         let mut writer = Writer {
-            heads: HashMap::new(),
+            heads: FastMap::default(),
             remembered_heads: options.remembered_heads,
             commit_interval: options.index_commit_interval,
             checkpoint_interval: options.index_checkpoint_interval,
