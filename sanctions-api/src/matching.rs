@@ -23,23 +23,41 @@ pub fn normalise(name: &str) -> Vec<String> {
 
 /// Similarity of a screened name to a sanctioned name, in 0..=1.
 pub fn similarity(screened: &str, sanctioned: &str) -> f64 {
-    let screened = normalise(screened);
-    let sanctioned = normalise(sanctioned);
-    if screened.is_empty() || sanctioned.is_empty() {
-        return 0.0;
+    Normalised::new(screened).similarity(&Normalised::new(sanctioned))
+}
+
+/// A name's tokens and the tokens joined by spaces: normalised once however many names it is compared with.
+struct Normalised {
+    tokens: Vec<String>,
+    whole: String,
+}
+
+impl Normalised {
+    fn new(name: &str) -> Self {
+        let tokens = normalise(name);
+        let whole = tokens.join(" ");
+        Self { tokens, whole }
     }
-    let whole = strsim::jaro_winkler(&screened.join(" "), &sanctioned.join(" "));
-    let per_token: f64 = sanctioned
-        .iter()
-        .map(|wanted| {
-            screened
-                .iter()
-                .map(|token| strsim::jaro_winkler(wanted, token))
-                .fold(0.0, f64::max)
-        })
-        .sum::<f64>()
-        / sanctioned.len() as f64;
-    whole.max(per_token)
+
+    /// Similarity of this (screened) name to a sanctioned one.
+    fn similarity(&self, sanctioned: &Normalised) -> f64 {
+        if self.tokens.is_empty() || sanctioned.tokens.is_empty() {
+            return 0.0;
+        }
+        let whole = strsim::jaro_winkler(&self.whole, &sanctioned.whole);
+        let per_token: f64 = sanctioned
+            .tokens
+            .iter()
+            .map(|wanted| {
+                self.tokens
+                    .iter()
+                    .map(|token| strsim::jaro_winkler(wanted, token))
+                    .fold(0.0, f64::max)
+            })
+            .sum::<f64>()
+            / sanctioned.tokens.len() as f64;
+        whole.max(per_token)
+    }
 }
 
 /// Every sanctioned name `screened` matches at or above `threshold`, best first.
@@ -48,13 +66,16 @@ pub fn screen<'a>(
     sanctioned: impl IntoIterator<Item = &'a str>,
     threshold: f64,
 ) -> Vec<NameMatch> {
+    let screened = Normalised::new(screened);
     let mut matches: Vec<NameMatch> = sanctioned
         .into_iter()
-        .map(|name| NameMatch {
-            sanctioned_name: name.to_owned(),
-            score: similarity(screened, name),
+        .filter_map(|name| {
+            let score = screened.similarity(&Normalised::new(name));
+            (score >= threshold).then(|| NameMatch {
+                sanctioned_name: name.to_owned(),
+                score,
+            })
         })
-        .filter(|m| m.score >= threshold)
         .collect();
     matches.sort_by(|a, b| b.score.total_cmp(&a.score));
     matches
