@@ -420,15 +420,10 @@ impl Projection {
         }
         let result = self.context.with(|ctx| {
             let function: Function = ctx.globals().get(name).map_err(|e| self.engine_error(e))?;
-            let args: Vec<String> = args
-                .unwrap_or_default()
-                .iter()
-                .map(|a| (*a).to_owned())
-                .collect();
-            let outcome = match args.as_slice() {
+            let outcome = match args.unwrap_or_default() {
                 [] => function.call::<_, Option<String>>(()),
-                [a] => function.call::<_, Option<String>>((a.as_str(),)),
-                [a, b, ..] => function.call::<_, Option<String>>((a.as_str(), b.as_str())),
+                [a] => function.call::<_, Option<String>>((*a,)),
+                [a, b, ..] => function.call::<_, Option<String>>((*a, *b)),
             };
             match outcome {
                 Ok(value) => Ok(value),
