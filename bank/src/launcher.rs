@@ -120,7 +120,8 @@ fn service_dir(data_dir: &Path, service: &str) -> String {
 }
 
 impl Bank {
-    /// Starts everything and waits until every service answers `/health/live`.
+    /// Starts everything and waits until every service answers `/health/live`, then (for a few seconds at most)
+    /// until each is ready: a read model that has not caught up yet would answer, say, an empty accounts list.
     pub async fn start(options: BankOptions) -> anyhow::Result<Bank> {
         let (embedded, connection_string) = match &options.store {
             StoreChoice::External(cs) => (None, cs.clone()),
@@ -268,6 +269,7 @@ impl Bank {
             services,
         };
         bank.wait_until_live(Duration::from_secs(60)).await?;
+        bank.wait_until_ready(Duration::from_secs(10)).await;
         Ok(bank)
     }
 
@@ -281,15 +283,42 @@ impl Bank {
         self.credentials.as_ref().map(Credentials::file)
     }
 
-    async fn wait_until_live(&self, timeout: Duration) -> anyhow::Result<()> {
+    /// Waits for every service's `/health/ready`; one still catching up a long history after `timeout` is
+    /// reported and left to catch up while the bank runs.
+    async fn wait_until_ready(&self, timeout: Duration) {
         let http = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + timeout;
-        for (name, url) in [
+        for (name, url) in self.service_urls() {
+            loop {
+                let ready = http.get(format!("{url}/health/ready")).send().await;
+                if ready.is_ok_and(|r| r.status().is_success()) {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    tracing::warn!(
+                        service = name,
+                        "not ready yet (its read model is catching up); its answers may lag for a while"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    fn service_urls(&self) -> [(&'static str, &String); 4] {
+        [
             ("sanctions-api", &self.urls.sanctions),
             ("accounts-api", &self.urls.accounts),
             ("payment-scheme-domain", &self.urls.payments),
             ("scheme-simulator", &self.urls.simulator),
-        ] {
+        ]
+    }
+
+    async fn wait_until_live(&self, timeout: Duration) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (name, url) in self.service_urls() {
             loop {
                 if let Some((_, task)) = self.services.iter().find(|(n, _)| *n == name) {
                     if task.is_finished() {

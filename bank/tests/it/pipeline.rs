@@ -125,3 +125,42 @@ async fn competing_consumers_finish_every_payment_exactly_once_when_an_instance_
     }
     Ok(())
 }
+
+/// What a new user does right after `bank up` prints its URLs: the seeded accounts are listed at once, so a random
+/// mix of ordinary payments goes to real accounts (before, the accounts read model could still be empty and every
+/// "ordinary" payment became an unknown-account one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_bank_lists_its_seeded_accounts_at_once() -> anyhow::Result<()> {
+    let plan = data_seeder::SeedPlan::default();
+    let open = plan.accounts - plan.blocked - plan.closed;
+    let mut options = options(StoreChoice::EmbeddedMemory, 1);
+    options.seed = Some(plan);
+    let dir = options.data_dir.clone();
+    let bank = Bank::start(options).await?;
+    let http = reqwest::Client::new();
+    let listed = json_of(
+        http.get(format!(
+            "{}/accounts?status=open&pageSize=200",
+            bank.urls.accounts
+        ))
+        .send()
+        .await?,
+    )
+    .await?;
+    let submitted = json_of(
+        http.post(format!("{}/inbound-payments/random", bank.urls.simulator))
+            .json(&json!({ "count": 20, "sanctionedRatio": 0, "invalidRatio": 0, "unknownAccountRatio": 0, "closedAccountRatio": 0 }))
+            .send()
+            .await?,
+    )
+    .await?;
+    bank.shutdown().await?;
+    let _ = std::fs::remove_dir_all(dir);
+    let items = listed["items"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        items as u32, open,
+        "every open seeded account is listed: {listed}"
+    );
+    assert_eq!(submitted["cases"]["ordinary"], 20, "{submitted}");
+    Ok(())
+}
