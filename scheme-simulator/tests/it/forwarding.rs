@@ -70,12 +70,13 @@ async fn explicit_payments_are_forwarded_and_recorded() {
 
 #[tokio::test]
 async fn a_bank_that_cannot_be_reached_is_a_503_and_recorded_as_refused() {
-    // A port that was free a moment ago: nothing listens there.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
+    // A port bound but not listening: connections are refused, and no other test can take the port meanwhile
+    // (a port freed for the test was once taken by another test's server, which answered 404).
+    let closed = tokio::net::TcpSocket::new_v4().expect("a socket");
+    closed
+        .bind("127.0.0.1:0".parse().expect("an address"))
         .expect("binds");
     let url = format!("http://{}", closed.local_addr().expect("address"));
-    drop(closed);
     let app = spawn_app_with(Some(url)).await;
     let (status, body) = app
         .post_json("/inbound-payments", payment("T-9", 100))
