@@ -286,53 +286,44 @@ impl Bank {
     /// Waits for every service's `/health/ready`; one still catching up a long history after `timeout` is
     /// reported and left to catch up while the bank runs.
     async fn wait_until_ready(&self, timeout: Duration) {
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + timeout;
-        for (name, url) in self.service_urls() {
-            loop {
-                let ready = http.get(format!("{url}/health/ready")).send().await;
-                if ready.is_ok_and(|r| r.status().is_success()) {
-                    break;
-                }
-                if tokio::time::Instant::now() > deadline {
-                    tracing::warn!(
-                        service = name,
-                        "not ready yet (its read model is catching up); its answers may lag for a while"
-                    );
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        if let Err(error) = self.wait_for("ready", timeout).await {
+            tracing::warn!(
+                %error,
+                "a service is not ready yet (a read model catching up?); its answers may lag for a while"
+            );
         }
     }
 
-    fn service_urls(&self) -> [(&'static str, &String); 4] {
-        [
+    async fn wait_until_live(&self, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_for("live", timeout).await
+    }
+
+    /// Polls each service's `/health/{state}` until it answers with success; fails when a service stops or
+    /// `timeout` passes first.
+    async fn wait_for(&self, state: &str, timeout: Duration) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let services = [
             ("sanctions-api", &self.urls.sanctions),
             ("accounts-api", &self.urls.accounts),
             ("payment-scheme-domain", &self.urls.payments),
             ("scheme-simulator", &self.urls.simulator),
-        ]
-    }
-
-    async fn wait_until_live(&self, timeout: Duration) -> anyhow::Result<()> {
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + timeout;
-        for (name, url) in self.service_urls() {
+        ];
+        for (name, url) in services {
             loop {
                 if let Some((_, task)) = self.services.iter().find(|(n, _)| *n == name) {
                     if task.is_finished() {
                         anyhow::bail!("{name} stopped while starting");
                     }
                 }
-                let live = http.get(format!("{url}/health/live")).send().await;
-                if live.is_ok_and(|r| r.status().is_success()) {
+                let answer = http.get(format!("{url}/health/{state}")).send().await;
+                if answer.is_ok_and(|r| r.status().is_success()) {
                     break;
                 }
                 if tokio::time::Instant::now() > deadline {
-                    anyhow::bail!("{name} did not become live within {timeout:?}");
+                    anyhow::bail!("{name} did not become {state} within {timeout:?}");
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         Ok(())
