@@ -99,6 +99,9 @@ pub struct TargetArgs {
     /// Do not run the system projections in the embedded server (they write link events for every event).
     #[arg(long, requires = "embedded")]
     pub no_standard_projections: bool,
+    /// The embedded server's `--live-read-interval-ms` (0: live subscriptions read on every commit).
+    #[arg(long, requires = "embedded")]
+    pub live_read_interval_ms: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -398,6 +401,9 @@ impl Target {
             )
         };
         config.start_standard_projections = !args.no_standard_projections;
+        if let Some(ms) = args.live_read_interval_ms {
+            config.live_read_interval = Duration::from_millis(ms);
+        }
         let server = match EmbeddedServer::start(config).await {
             Ok(server) => server,
             Err(error) => {
@@ -2672,6 +2678,7 @@ async fn system_projections(
             db: None,
             mem_db: args.mem_db,
             no_standard_projections: !standard_projections,
+            live_read_interval_ms: None,
         };
         let flood = WriteFloodArgs {
             target: target_args.clone(),
@@ -2875,6 +2882,21 @@ mod tests {
                     (args.mode, args.rate, args.consumers),
                     (PersistentMode::Latency, 1_000, 2)
                 );
+                assert_eq!(args.target.live_read_interval_ms, None);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "bench",
+            "persistent",
+            "--embedded",
+            "--live-read-interval-ms",
+            "0",
+        ])
+        .expect("an embedded server's live read interval parses");
+        match cli.bench.command {
+            BenchCommand::Persistent(args) => {
+                assert_eq!(args.target.live_read_interval_ms, Some(0));
             }
             other => panic!("parsed as {other:?}"),
         }

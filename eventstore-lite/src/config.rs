@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where the store keeps its data.
 #[derive(Debug, Clone)]
@@ -33,6 +34,10 @@ pub struct ServerConfig {
     pub default_ops_password: String,
     /// Run `$by_category`, `$by_event_type`, `$streams` and `$stream_by_category`.
     pub start_standard_projections: bool,
+    /// A live subscription or persistent group reads the store at most once per this; woken sooner by a commit,
+    /// it waits out the rest and takes every commit since in one read (`--live-read-interval-ms`, see
+    /// `pace.rs`). Zero reads on every commit.
+    pub live_read_interval: Duration,
 }
 
 impl ServerConfig {
@@ -49,6 +54,7 @@ impl ServerConfig {
             default_admin_password: "changeit".to_owned(),
             default_ops_password: "changeit".to_owned(),
             start_standard_projections: true,
+            live_read_interval: crate::pace::DEFAULT_LIVE_READ_INTERVAL,
         }
     }
 
@@ -137,6 +143,15 @@ pub struct ServerArgs {
         action = clap::ArgAction::Set
     )]
     pub start_standard_projections: bool,
+    /// The shortest time between two live reads of one subscription or persistent group: a busy one takes the
+    /// commits of this many milliseconds in one read (less CPU, up to this much more latency); an idle one reads
+    /// at once. 0: a read on every commit.
+    #[arg(
+        long = "live-read-interval-ms",
+        env = "EVENTSTORE_LIVE_READ_INTERVAL_MS",
+        default_value_t = 0
+    )]
+    pub live_read_interval_ms: u64,
 }
 
 impl ServerArgs {
@@ -156,6 +171,32 @@ impl ServerArgs {
             default_admin_password: self.default_admin_password,
             default_ops_password: self.default_ops_password,
             start_standard_projections: self.start_standard_projections,
+            live_read_interval: Duration::from_millis(self.live_read_interval_ms),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn live_reads_are_paced_only_when_told_to() {
+        let config = |args: &[&str]| {
+            let mut argv = vec!["eventstore-lite"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv)
+                .expect("arguments parse")
+                .server
+                .into_config()
+        };
+        assert_eq!(config(&[]).live_read_interval, Duration::ZERO);
+        assert_eq!(
+            config(&["--live-read-interval-ms", "5"]).live_read_interval,
+            Duration::from_millis(5)
+        );
+        assert_eq!(ServerConfig::in_memory().live_read_interval, Duration::ZERO);
     }
 }

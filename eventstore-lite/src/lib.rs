@@ -17,6 +17,7 @@ pub mod config;
 mod grpc;
 mod http;
 mod offload;
+mod pace;
 mod persistent;
 pub mod projections;
 mod server;

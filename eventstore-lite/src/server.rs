@@ -159,7 +159,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     });
 
     let subsystem = Arc::new(
-        Subsystem::start(store.clone())
+        Subsystem::start(store.clone(), config.live_read_interval)
             .await
             .context("cannot start the persistent subscriptions")?,
     );
@@ -168,7 +168,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .await
             .context("cannot start the projections")?,
     );
-    let streams = StreamsService::new(store.clone(), shutdown.clone());
+    let streams = StreamsService::new(store.clone(), shutdown.clone(), config.live_read_interval);
     let live_subscriptions = streams.live_subscriptions.clone();
     let grpc = tonic::service::Routes::new(
         StreamsServer::new(streams)

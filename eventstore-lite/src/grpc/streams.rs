@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use prost::Message;
@@ -44,13 +45,16 @@ pub struct StreamsService {
     shutdown: CancellationToken,
     subscription_ids: AtomicU64,
     pub(crate) live_subscriptions: Arc<AtomicU64>,
+    /// A live subscription reads at most once per this (see `crate::pace`).
+    live_read_interval: Duration,
 }
 
 impl StreamsService {
-    pub fn new(store: Store, shutdown: CancellationToken) -> Self {
+    pub fn new(store: Store, shutdown: CancellationToken, live_read_interval: Duration) -> Self {
         Self {
             store,
             shutdown,
+            live_read_interval,
             subscription_ids: AtomicU64::new(1),
             live_subscriptions: Arc::default(),
         }
@@ -388,6 +392,7 @@ impl ReadPlan {
 }
 
 use crate::offload::{store_read, INLINE_READ};
+use crate::pace::LivePace;
 
 async fn blocking<T: Send + 'static>(
     small: bool,
@@ -490,6 +495,7 @@ impl streams_server::Streams for StreamsService {
                     format!("{id:016x}"),
                     self.shutdown.clone(),
                     live,
+                    self.live_read_interval,
                 ))
             }
         }
@@ -915,6 +921,7 @@ fn subscribe(
     subscription_id: String,
     shutdown: CancellationToken,
     live: Arc<AtomicU64>,
+    live_read_interval: Duration,
 ) -> Response<ReadStream> {
     let stream = async_stream::try_stream! {
         let _guard = LiveGuard::new(live);
@@ -922,6 +929,7 @@ fn subscribe(
         yield control(read_resp_control::Content::Confirmation(read_resp_control::SubscriptionConfirmation { subscription_id }));
         let resolve = plan.resolve_links;
         let mut caught_up_sent = false;
+        let mut pace = LivePace::new(live_read_interval);
         match source {
             Source::Stream { name, from } => {
                 // Subscriptions from a revision are exclusive of it; End means only new events.
@@ -967,7 +975,7 @@ fn subscribe(
                     let stopping = tokio::select! {
                         changed = commits.changed() => changed.is_err(),
                         () = shutdown.cancelled() => true,
-                    };
+                    } || !pace.wait_turn(&shutdown).await;
                     if stopping {
                         Err(server_unavailable("Server Is Shutting Down"))?;
                     }
@@ -1016,7 +1024,7 @@ fn subscribe(
                     let stopping = tokio::select! {
                         changed = commits.changed() => changed.is_err(),
                         () = shutdown.cancelled() => true,
-                    };
+                    } || !pace.wait_turn(&shutdown).await;
                     if stopping {
                         Err(server_unavailable("Server Is Shutting Down"))?;
                     }

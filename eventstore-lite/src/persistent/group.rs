@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::offload::{store_read, INLINE_READ};
+use crate::pace::LivePace;
 
 use super::config::{GroupConfig, Settings, StartFrom, Strategy, CHECKPOINT_EVENT_TYPE};
 use crate::storage::{
@@ -187,6 +188,10 @@ pub struct Group {
     /// Next source position to read: a stream revision, or an `$all` position (inclusive).
     cursor: u64,
     exhausted: bool,
+    /// Live reads at most once per interval (see `crate::pace`): when a commit came too soon after the last
+    /// live read, when the next one starts.
+    pace: LivePace,
+    live_read_at: Option<Instant>,
     /// Reached the end of the source at least once (buffers by `live_buffer_size` from then on).
     caught_up: bool,
     next_seq: u64,
@@ -226,6 +231,7 @@ impl Group {
         store: Store,
         commands: mpsc::UnboundedReceiver<Command>,
         new_group: bool,
+        live_read_interval: Duration,
     ) -> Result<Self, String> {
         let filter = match &config.filter {
             Some(spec) => Some(spec.compile().map_err(|e| format!("invalid filter: {e}"))?),
@@ -237,6 +243,8 @@ impl Group {
             filter,
             cursor: 0,
             exhausted: false,
+            pace: LivePace::new(live_read_interval),
+            live_read_at: None,
             caught_up: false,
             next_seq: 0,
             buffer: VecDeque::new(),
@@ -414,17 +422,31 @@ impl Group {
                         return;
                     }
                 },
-                changed = commits.changed(), if self.exhausted => {
+                changed = commits.changed(), if self.exhausted && self.live_read_at.is_none() => {
                     if changed.is_err() {
                         self.drop_all(DropReason::ShuttingDown);
                         return;
                     }
-                    self.exhausted = false;
+                    let now = Instant::now();
+                    match self.pace.due(now) {
+                        Some(due) => self.live_read_at = Some(due),
+                        None => self.start_live_read(now),
+                    }
+                }
+                () = sleep_until(self.live_read_at), if self.live_read_at.is_some() => {
+                    self.start_live_read(Instant::now());
                 }
                 () = sleep_until(deadline), if deadline.is_some() => self.expire().await,
                 () = sleep_until(checkpoint_due), if checkpoint_due.is_some() => {}
             }
         }
+    }
+
+    /// Woken by a commit (at once, or once the pace allowed): read the source again.
+    fn start_live_read(&mut self, now: Instant) {
+        self.live_read_at = None;
+        self.exhausted = false;
+        self.pace.read_started(now);
     }
 
     async fn handle(&mut self, command: Command) {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod group;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -45,6 +46,7 @@ pub struct Subsystem {
     store: Store,
     /// Keyed by (stream or `$all`, group name).
     groups: Mutex<BTreeMap<(String, String), Handle>>,
+    live_read_interval: Duration,
 }
 
 /// A connected consumer: its deliveries, and where its acks go.
@@ -56,11 +58,16 @@ pub struct Connection {
 }
 
 impl Subsystem {
-    /// Loads every stored group and starts it.
-    pub async fn start(store: Store) -> Result<Self, PersistentError> {
+    /// Loads every stored group and starts it. A live group reads at most once per `live_read_interval`
+    /// (see `crate::pace`).
+    pub async fn start(
+        store: Store,
+        live_read_interval: Duration,
+    ) -> Result<Self, PersistentError> {
         let subsystem = Self {
             store,
             groups: Mutex::new(BTreeMap::new()),
+            live_read_interval,
         };
         subsystem.load().await?;
         Ok(subsystem)
@@ -104,7 +111,14 @@ impl Subsystem {
         new_group: bool,
     ) -> Result<mpsc::UnboundedSender<Command>, String> {
         let (commands, receiver) = mpsc::unbounded_channel();
-        let group = Group::load(config, self.store.clone(), receiver, new_group).await?;
+        let group = Group::load(
+            config,
+            self.store.clone(),
+            receiver,
+            new_group,
+            self.live_read_interval,
+        )
+        .await?;
         tokio::spawn(group.run());
         Ok(commands)
     }

@@ -40,6 +40,24 @@ pub async fn spawn_app_without_projections() -> TestApp {
     spawn_app_with(config).await
 }
 
+/// An in-memory server whose live subscriptions and persistent groups read at most every 50 ms
+/// (`--live-read-interval-ms`), so that quick appends land within one interval and are read together.
+pub async fn spawn_paced_app() -> TestApp {
+    let mut config = ServerConfig::in_memory();
+    config.live_read_interval = Duration::from_millis(50);
+    spawn_app_with(config).await
+}
+
+/// Appends `count` events to `stream` one append (one commit) at a time, numbered from 0.
+pub async fn append_one_by_one(client: &Client, stream: &str, count: u64) {
+    for n in 0..count {
+        client
+            .append_to_stream(stream, &Default::default(), json_event("Ticked", n))
+            .await
+            .unwrap_or_else(|error| panic!("append {n} to {stream}: {error:?}"));
+    }
+}
+
 /// Starts a server with `config` and connects a client once it is listening: the client's first call must not
 /// meet a refused connection, which would kill that client for good.
 pub async fn spawn_app_with(config: ServerConfig) -> TestApp {

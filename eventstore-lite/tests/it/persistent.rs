@@ -1881,3 +1881,26 @@ async fn consumers_reconnect_after_the_subsystem_restarts() -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// With a live read interval, a group woken by commits that come while it waits out its interval reads them
+/// together when it ends: every event is still delivered once, in order, and nothing waits for a later commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_group_delivers_every_event_of_quick_commits_once_in_order() {
+    const COUNT: u64 = 200;
+    let app = spawn_paced_app().await;
+    let stream = unique_stream("paced");
+    app.client
+        .create_persistent_subscription(stream.as_str(), GROUP, &from_start())
+        .await
+        .expect("the group is created");
+    let mut consumer = connect(&app.client, &stream, GROUP, 500).await;
+    confirmed(&mut consumer).await;
+
+    append_one_by_one(&app.client, &stream, COUNT).await;
+
+    let deliveries = next_deliveries(&mut consumer, COUNT as usize).await;
+    let numbers: Vec<u64> = deliveries.iter().map(|d| d.n).collect();
+    assert_eq!(numbers, (0..COUNT).collect::<Vec<_>>());
+    assert!(deliveries.iter().all(|d| d.retry_count == 0));
+    ack_all(&mut consumer, &deliveries).await;
+}

@@ -416,3 +416,39 @@ async fn a_filtered_all_subscription_on_event_type_goes_live() -> anyhow::Result
     assert_eq!(original(&live).stream_id, "wallet-2");
     Ok(())
 }
+
+/// With a live read interval, commits that come while a subscription waits out its interval are read together
+/// when it ends: every event still arrives, once, in order, to a stream subscription and a filtered `$all` one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_subscriptions_deliver_every_event_of_quick_commits_in_order() -> anyhow::Result<()> {
+    const COUNT: u64 = 200;
+    let app = spawn_paced_app().await;
+    let stream = unique_stream("paced");
+    let mut to_stream = app
+        .client
+        .subscribe_to_stream(
+            stream.as_str(),
+            &SubscribeToStreamOptions::default().start_from(StreamPosition::Start),
+        )
+        .await;
+    let mut to_all = app
+        .client
+        .subscribe_to_all(
+            &SubscribeToAllOptions::default()
+                .filter(SubscriptionFilter::on_stream_name().add_prefix(&stream)),
+        )
+        .await;
+    catch_up(&mut to_stream).await;
+    catch_up(&mut to_all).await;
+
+    append_one_by_one(&app.client, &stream, COUNT).await;
+
+    for subscription in [&mut to_stream, &mut to_all] {
+        let mut numbers = Vec::new();
+        for _ in 0..COUNT {
+            numbers.push(payload_number(original(&next_event(subscription).await)));
+        }
+        assert_eq!(numbers, (0..COUNT).collect::<Vec<_>>());
+    }
+    Ok(())
+}
