@@ -12,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The shortest time between the starts of two live reads of one subscription, unless configured: none, a read
@@ -44,8 +45,21 @@ impl LivePace {
         self.last_read = Some(now);
     }
 
-    /// Waits until the next live read may start and counts it as started; `false` when `shutdown` came first.
-    pub async fn wait_turn(&mut self, shutdown: &CancellationToken) -> bool {
+    /// Waits for the next commit, then until the next live read may start, and counts that read as started;
+    /// `false` when the store or the server stops first. (A persistent group cannot wait here — it handles acks
+    /// meanwhile — and uses [`LivePace::due`] with a timer in its own loop.)
+    pub async fn next_live_read(
+        &mut self,
+        commits: &mut watch::Receiver<u64>,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let committed = tokio::select! {
+            changed = commits.changed() => changed.is_ok(),
+            () = shutdown.cancelled() => false,
+        };
+        if !committed {
+            return false;
+        }
         if let Some(due) = self.due(Instant::now()) {
             tokio::select! {
                 () = tokio::time::sleep_until(due.into()) => {}

@@ -972,11 +972,7 @@ fn subscribe(
                         caught_up_sent = true;
                         yield control(read_resp_control::Content::CaughtUp(read_resp_control::CaughtUp {}));
                     }
-                    let stopping = tokio::select! {
-                        changed = commits.changed() => changed.is_err(),
-                        () = shutdown.cancelled() => true,
-                    } || !pace.wait_turn(&shutdown).await;
-                    if stopping {
+                    if !pace.next_live_read(&mut commits, &shutdown).await {
                         Err(server_unavailable("Server Is Shutting Down"))?;
                     }
                 }
@@ -1021,11 +1017,7 @@ fn subscribe(
                         caught_up_sent = true;
                         yield control(read_resp_control::Content::CaughtUp(read_resp_control::CaughtUp {}));
                     }
-                    let stopping = tokio::select! {
-                        changed = commits.changed() => changed.is_err(),
-                        () = shutdown.cancelled() => true,
-                    } || !pace.wait_turn(&shutdown).await;
-                    if stopping {
+                    if !pace.next_live_read(&mut commits, &shutdown).await {
                         Err(server_unavailable("Server Is Shutting Down"))?;
                     }
                 }
