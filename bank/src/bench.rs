@@ -114,6 +114,34 @@ async fn wait_all_final(
     }
 }
 
+/// Posts one batch to the gateway until it is accepted, waiting out each busy answer (503 with `Retry-After`)
+/// as a scheme would. Returns how many busy answers it got.
+async fn submit(http: &reqwest::Client, url: &str, batch: &[Value]) -> anyhow::Result<u64> {
+    let mut busy = 0;
+    loop {
+        let response = http
+            .post(format!("{url}/scheme/inbound"))
+            .json(batch)
+            .send()
+            .await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(busy);
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        match retry_after {
+            Some(seconds) if status == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                busy += 1;
+                tokio::time::sleep(Duration::from_secs(seconds)).await;
+            }
+            _ => anyhow::bail!("gateway answered {status}: {}", response.text().await?),
+        }
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -222,21 +250,12 @@ async fn throughput(
         );
         submissions.spawn(async move {
             let _permit = permit;
-            let response = http
-                .post(format!("{url}/scheme/inbound"))
-                .json(&batch)
-                .send()
-                .await?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "gateway answered {}",
-                response.status()
-            );
-            Ok(())
+            submit(&http, &url, &batch).await
         });
     }
+    let mut busy_answers = 0;
     while let Some(done) = submissions.join_next().await {
-        done.context("submission task")??;
+        busy_answers += done.context("submission task")??;
     }
     let submitted = started.elapsed();
     wait_all_final(http, bank, args.payments as u64, Duration::from_secs(1800)).await?;
@@ -249,6 +268,7 @@ async fn throughput(
         "payments": args.payments,
         "replicas": args.replicas,
         "submitSeconds": submitted.as_secs_f64(),
+        "busyAnswers": busy_answers,
         "seconds": seconds,
         "paymentsPerSec": (args.payments as f64 / seconds).round(),
     }))
@@ -268,6 +288,7 @@ async fn latency(
     let total_ticks = args.duration_secs as usize * ticks_per_sec;
     let mut interval = tokio::time::interval(Duration::from_millis(1000 / ticks_per_sec as u64));
     let mut n = 0;
+    let mut submissions = tokio::task::JoinSet::new();
     for _ in 0..total_ticks {
         interval.tick().await;
         let batch: Vec<Value> = (n..n + per_tick)
@@ -275,14 +296,13 @@ async fn latency(
             .collect();
         n += per_tick;
         let (http, bank_url) = (http.clone(), bank.urls.payments.clone());
-        tokio::spawn(async move {
-            let _ = http
-                .post(format!("{bank_url}/scheme/inbound"))
-                .json(&batch)
-                .send()
-                .await;
-        });
+        submissions.spawn(async move { submit(&http, &bank_url, &batch).await });
     }
+    let mut busy_answers = 0;
+    while let Some(done) = submissions.join_next().await {
+        busy_answers += done.context("submission task")??;
+    }
+    // With a busy gateway the last payments are accepted after the run's duration.
     let submitted = started.elapsed();
     wait_all_final(http, bank, n as u64, Duration::from_secs(600)).await?;
     let all_final = started.elapsed();
@@ -328,6 +348,7 @@ async fn latency(
         "replicas": args.replicas,
         "stagesOfSampled": stages,
         "submitSeconds": submitted.as_secs_f64(),
+        "busyAnswers": busy_answers,
         "allFinalSeconds": all_final.as_secs_f64(),
         "store": store_work(&counters_before, &counters_after, all_final.as_secs_f64()),
         "receivedToFinalMs": {

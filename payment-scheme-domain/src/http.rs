@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use utoipa::OpenApi;
 
+use crate::admission::Admission;
 use crate::inbound::InboundPayment;
 use crate::read_model::{stage_named, PaymentRecord, PaymentsQuery, Stats};
 
@@ -31,6 +32,7 @@ pub struct AppState {
     pub store: EventStore,
     pub payments: Repository<InboundPayment>,
     pub read_models: ReadModelStore,
+    pub admission: std::sync::Arc<Admission>,
 }
 
 #[derive(OpenApi)]
@@ -149,14 +151,16 @@ async fn receive_one(
     })
 }
 
-/// Receives one scheme payment or an array of them. Idempotent on the scheme transaction id.
+/// Receives one scheme payment or an array of them. Idempotent on the scheme transaction id. Refused whole
+/// (503 `busy`, `Retry-After`) while the bank has as many payments in progress as it admits.
 #[utoipa::path(
     post,
     path = "/scheme/inbound",
     request_body = SchemePayment,
     responses(
         (status = 202, description = "Received; the payment ids", body = Received),
-        (status = 422, description = "Not a scheme payment (or array of them)")
+        (status = 422, description = "Not a scheme payment (or array of them)"),
+        (status = 503, description = "Busy: too many payments in progress; send again after `Retry-After` seconds")
     )
 )]
 async fn receive_inbound(
@@ -176,6 +180,7 @@ async fn receive_inbound(
             "payment {index} has an empty schemeTransactionId"
         )));
     }
+    state.admission.check().await?;
     let repository = &state.payments;
     let results: Vec<Result<ReceivedPayment, ApiError>> = futures::stream::iter(payments)
         .map(|payment| receive_one(repository, correlation, payment))

@@ -34,6 +34,11 @@ impl Stage {
         matches!(self, Stage::Credited | Stage::Returned)
     }
 
+    /// Received and neither final nor waiting for an operator: work the pipeline still has to do.
+    pub fn is_in_progress(self) -> bool {
+        !self.is_final() && !matches!(self, Stage::New | Stage::Held)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Stage::New => "new",

@@ -9,6 +9,7 @@
 //!
 //! [`Config`] and [`run`] are the service; `main.rs` only parses and calls them.
 
+mod admission;
 mod http;
 pub mod inbound;
 mod read_model;
@@ -26,6 +27,7 @@ use infrastructure::{
 };
 use tokio::net::TcpListener;
 
+pub use admission::DEFAULT_MAX_IN_PROGRESS;
 pub use workers::GROUPS;
 
 /// Payments whose state the service keeps in memory between stages (about 1 KiB each): enough for every payment
@@ -65,6 +67,11 @@ pub struct Config {
     /// are created without an ACL, as on an insecure store.
     #[arg(long, env = "PAYMENTS_OWNER_ROLE")]
     pub owner_role: Option<String>,
+
+    /// Admission control: while this many payments are in progress (received, not yet credited or returned,
+    /// not held), `POST /scheme/inbound` answers 503 `busy` with `Retry-After`. 0: no limit.
+    #[arg(long, env = "MAX_PAYMENTS_IN_PROGRESS", default_value_t = DEFAULT_MAX_IN_PROGRESS)]
+    pub max_in_progress: u64,
 }
 
 impl Config {
@@ -78,6 +85,7 @@ impl Config {
             simulator_url: None,
             max_amount: DEFAULT_MAX_AMOUNT.pence(),
             owner_role: None,
+            max_in_progress: DEFAULT_MAX_IN_PROGRESS,
         }
     }
 }
@@ -140,12 +148,18 @@ pub async fn run(
         read_model::PaymentsModel,
     )
     .with_metrics(&metrics);
+    let admission = admission::Admission::new(
+        config.max_in_progress,
+        read_model::PaymentsQuery::new(read_models.clone()),
+        projector.progress(),
+    );
     projector.spawn(&tasks);
 
     let state = http::AppState {
         store,
         payments: repository,
         read_models,
+        admission: std::sync::Arc::new(admission),
     };
     let router = http::router(state, metrics);
     infrastructure::http::serve_until_shutdown(&tasks, listener, router)

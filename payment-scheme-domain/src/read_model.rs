@@ -207,6 +207,9 @@ pub struct Stats {
     pub by_stage: BTreeMap<String, u64>,
     /// Return reason code → payments returned with it.
     pub returned_by_reason: BTreeMap<String, u64>,
+    /// Payments the bank is still working on: received and not yet credited or returned, leaving out those
+    /// held for an operator. The gateway admits new payments while this is under its limit.
+    pub in_progress: u64,
 }
 
 impl PaymentsQuery {
@@ -290,6 +293,11 @@ impl PaymentsQuery {
                 stats.returned_by_reason.insert(code.to_owned(), value);
             }
         }
+        stats.in_progress = STAGES
+            .into_iter()
+            .filter(|stage| stage.is_in_progress())
+            .map(|stage| stats.by_stage.get(stage.name()).copied().unwrap_or(0))
+            .sum();
         Ok(stats)
     }
 }
@@ -419,6 +427,7 @@ mod tests {
         assert_eq!(stats.by_stage.get("credited"), Some(&1), "{stats:?}");
         assert_eq!(stats.by_stage.get("returned"), Some(&1), "{stats:?}");
         assert_eq!(stats.by_stage.get("validated"), Some(&1), "{stats:?}");
+        assert_eq!(stats.in_progress, 1, "only the validated one: {stats:?}");
         let one_by_one = shown(&one_by_one);
         for size in [2, 3, events.len()] {
             assert_eq!(

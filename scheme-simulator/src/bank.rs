@@ -33,6 +33,14 @@ pub enum BankError {
     },
     #[error("{what} at {url} answered with a body that is not the expected JSON")]
     Unreadable { what: &'static str, url: String },
+    /// The gateway has as much work as it takes (503 with `Retry-After`): send the same payments again later.
+    #[error("{what} at {url} is busy (send again in {}s): {body}", retry_after.as_secs())]
+    Busy {
+        what: &'static str,
+        url: String,
+        retry_after: Duration,
+        body: String,
+    },
 }
 
 impl BankError {
@@ -40,9 +48,32 @@ impl BankError {
     pub fn status(&self) -> Option<u16> {
         match self {
             BankError::Refused { status, .. } => Some(*status),
+            BankError::Busy { .. } => Some(503),
             _ => None,
         }
     }
+}
+
+/// The longest `Retry-After` the simulator honours: a longer one is waited in steps of this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// A 503 with `Retry-After` (in seconds, as the bank sends it) asks to be sent again; anything else is a
+/// refusal.
+fn retry_after(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+) -> Option<Duration> {
+    if status != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// HTTP access to the bank's services.
@@ -95,7 +126,16 @@ impl Bank {
         if status.is_success() {
             return Ok(status.as_u16());
         }
+        let busy = retry_after(status, response.headers());
         let body = response.text().await.unwrap_or_default();
+        if let Some(retry_after) = busy {
+            return Err(BankError::Busy {
+                what,
+                url,
+                retry_after,
+                body: body.chars().take(500).collect(),
+            });
+        }
         Err(BankError::Refused {
             what,
             url,
@@ -239,5 +279,33 @@ mod tests {
         );
         let names = serde_json::json!([{"name": "VIKTOR ORLOVSKY"}, "MARINA VOLKOVA"]);
         assert_eq!(items(&names).len(), 2);
+    }
+
+    #[test]
+    fn only_a_503_with_retry_after_asks_to_be_sent_again() {
+        use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+        use reqwest::StatusCode;
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(StatusCode::SERVICE_UNAVAILABLE, &headers), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(
+            retry_after(StatusCode::SERVICE_UNAVAILABLE, &headers),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            retry_after(StatusCode::INTERNAL_SERVER_ERROR, &headers),
+            None
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
+        assert_eq!(
+            retry_after(StatusCode::SERVICE_UNAVAILABLE, &headers),
+            Some(MAX_RETRY_AFTER)
+        );
+        // An HTTP date is not what the bank sends; it is treated as a refusal.
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2026 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(StatusCode::SERVICE_UNAVAILABLE, &headers), None);
     }
 }

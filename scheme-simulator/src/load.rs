@@ -13,9 +13,10 @@ use rand::SeedableRng;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::bank::BankError;
 use crate::generator::{self, Mix, Population};
 use crate::record::{self, LoadFinished, LoadStarted, SchemeEvent, SubmissionSource};
-use crate::submit::submit;
+use crate::submit::{submit, SubmitError};
 use crate::AppState;
 
 /// How often a run sends what has fallen due: often enough for a smooth rate, rarely enough for big batches.
@@ -33,6 +34,9 @@ pub struct LoadStatus {
     /// Of those, how many the bank accepted.
     pub accepted: u64,
     pub failed: u64,
+    /// How many times the bank answered busy (503 with `Retry-After`); each of those batches was sent again
+    /// after the wait, so a busy bank slows the run down rather than losing payments.
+    pub throttled: u64,
     pub running: bool,
     /// True once the run sent everything it was asked to (false while running or when stopped early).
     pub completed: bool,
@@ -95,6 +99,7 @@ pub(crate) async fn start(
         sent: 0,
         accepted: 0,
         failed: 0,
+        throttled: 0,
         running: true,
         completed: false,
     };
@@ -131,9 +136,9 @@ async fn run(
     let started = Instant::now();
     let mut ticks = tokio::time::interval(TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut sent, mut accepted, mut failed) = (0u64, 0u64, 0u64);
+    let (mut sent, mut accepted, mut failed, mut throttled) = (0u64, 0u64, 0u64, 0u64);
     tracing::info!(%load_id, rate_per_second, duration_seconds, "load run started");
-    while sent < total {
+    'run: while sent < total {
         tokio::select! {
             _ = token.cancelled() => break,
             _ = ticks.tick() => {}
@@ -144,17 +149,32 @@ async fn run(
         } else {
             ((f64::from(rate_per_second) * elapsed.as_secs_f64()) as u64).min(total)
         };
+        // After the bank was busy a while much may be due: at most a second's worth is generated at a time.
+        let due = due.min(sent + u64::from(rate_per_second.max(1)));
         let payments: Vec<_> = (sent..due)
             .map(|sequence| generator::payment(&mut rng, mix, &population, sequence).0)
             .collect();
         for batch in payments.chunks(state.config.batch_size) {
             let count = batch.len() as u64;
-            match submit(&state, SubmissionSource::Load, batch.to_vec(), &metadata).await {
-                Ok(_) => accepted += count,
-                Err(error) => {
-                    failed += count;
-                    tracing::warn!(%load_id, %error, "a load batch was not accepted");
+            loop {
+                match submit(&state, SubmissionSource::Load, batch.to_vec(), &metadata).await {
+                    Ok(_) => accepted += count,
+                    Err(SubmitError::Bank(BankError::Busy { retry_after, .. })) => {
+                        throttled += 1;
+                        state
+                            .loads
+                            .update(&load_id, |status| status.throttled = throttled);
+                        tokio::select! {
+                            _ = token.cancelled() => break 'run,
+                            _ = tokio::time::sleep(retry_after) => continue,
+                        }
+                    }
+                    Err(error) => {
+                        failed += count;
+                        tracing::warn!(%load_id, %error, "a load batch was not accepted");
+                    }
                 }
+                break;
             }
             sent += count;
             state.loads.update(&load_id, |status| {
@@ -174,6 +194,7 @@ async fn run(
         sent,
         accepted,
         failed,
+        throttled,
         completed,
     });
     if let Err(error) = state
@@ -187,5 +208,5 @@ async fn run(
     {
         tracing::warn!(%load_id, %error, "the end of a load run could not be recorded");
     }
-    tracing::info!(%load_id, sent, accepted, failed, completed, "load run finished");
+    tracing::info!(%load_id, sent, accepted, failed, throttled, completed, "load run finished");
 }

@@ -86,6 +86,9 @@ pub struct LoadFinished {
     pub sent: u64,
     pub accepted: u64,
     pub failed: u64,
+    /// Busy answers from the bank, each batch sent again after the wait (absent in runs recorded before).
+    #[serde(default)]
+    pub throttled: u64,
     /// False when the load was stopped early (shutdown).
     pub completed: bool,
 }

@@ -30,6 +30,12 @@ pub(crate) enum SubmitError {
 impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> Self {
         match error {
+            SubmitError::Bank(BankError::Busy {
+                retry_after, body, ..
+            }) => ApiError::Busy {
+                message: format!("the bank is busy; send again later: {body}"),
+                retry_after_secs: u32::try_from(retry_after.as_secs()).unwrap_or(u32::MAX),
+            },
             SubmitError::Bank(bank) => match bank.status() {
                 Some(status) if (400..500).contains(&status) => {
                     ApiError::unprocessable(format!("the bank refused the payments: {bank}"))
@@ -42,7 +48,8 @@ impl From<SubmitError> for ApiError {
 }
 
 /// Sends `payments` to the bank, batch by batch, recording every batch. Stops at the first batch the bank does
-/// not accept (that batch is recorded as refused).
+/// not accept: that batch is recorded as refused, unless the bank was only busy (nothing happened to it; the
+/// caller may send it again, see [`BankError::Busy`]).
 pub(crate) async fn submit(
     state: &AppState,
     source: SubmissionSource,
@@ -57,6 +64,9 @@ pub(crate) async fn submit(
             .map(|p| payment_id_for_scheme_transaction(&p.scheme_transaction_id))
             .collect();
         let outcome = state.bank.forward(batch, metadata.correlation_id).await;
+        if let Err(busy @ BankError::Busy { .. }) = outcome {
+            return Err(busy.into());
+        }
         let (accepted, bank_status, error) = match &outcome {
             Ok(status) => (true, Some(*status), None),
             Err(error) => (false, error.status(), Some(error.to_string())),

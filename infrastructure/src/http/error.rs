@@ -33,6 +33,7 @@ pub struct ErrorBody {
 /// | `Conflict`      | 409    | `conflict`              | a concurrent change won, or the resource already exists    |
 /// | `Unprocessable` | 422    | `unprocessable_entity`  | well-formed, but breaks a rule (a field's value, a balance) |
 /// | `Unavailable`   | 503    | `service_unavailable`   | a dependency (the event store) cannot be reached            |
+/// | `Busy`          | 503    | `busy`                  | the service has as much work as it takes; `Retry-After` set |
 /// | `Internal`      | 500    | `internal_error`        | a bug or a broken invariant; logged once, details withheld  |
 ///
 /// Conversions: a [`StoreError`] is 409 for a wrong expected version, 404 for a missing or deleted stream, 503
@@ -52,6 +53,12 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Overloaded: try again after `retry_after_secs` (sent as `Retry-After`). Not a fault, so not logged.
+    #[error("{message}")]
+    Busy {
+        message: String,
+        retry_after_secs: u32,
+    },
     /// The cause is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -92,7 +99,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,6 +111,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Unprocessable(_) => "unprocessable_entity",
             ApiError::Unavailable(_) => "service_unavailable",
+            ApiError::Busy { .. } => "busy",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -140,6 +148,15 @@ impl IntoResponse for ApiError {
             // Logged here, where it is handled, and only here.
             ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
             ApiError::Unavailable(cause) => tracing::warn!(%cause, "dependency unavailable"),
+            ApiError::Busy {
+                retry_after_secs, ..
+            } => {
+                let retry_after = [(
+                    axum::http::header::RETRY_AFTER,
+                    retry_after_secs.to_string(),
+                )];
+                return (self.status(), retry_after, axum::Json(self.body())).into_response();
+            }
             _ => {}
         }
         (self.status(), axum::Json(self.body())).into_response()

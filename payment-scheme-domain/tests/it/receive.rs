@@ -168,3 +168,67 @@ async fn competing_validation_workers_validate_each_payment_once() {
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_gateway_is_busy_while_its_limit_of_payments_is_in_progress() {
+    let app = spawn_app_with(|config| config.max_in_progress = 2).await;
+    let (first, second, third) = (
+        scheme_payment(&unique_transaction(), "123456", "12345678", 100),
+        scheme_payment(&unique_transaction(), "123456", "12345678", 200),
+        scheme_payment(&unique_transaction(), "123456", "12345678", 300),
+    );
+    let (status, body) = app
+        .post(
+            "/scheme/inbound",
+            &Value::Array(vec![first.clone(), second]),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    // Nobody screens them here: both wait at validated.
+    wait_until("two payments are in progress", || async {
+        app.get("/stats").await.1["inProgress"] == 2
+    })
+    .await;
+    let response = app
+        .client
+        .post(format!("{}/scheme/inbound", app.base_url))
+        .json(&third)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        response.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(b"1".as_slice())
+    );
+    let refused: Value = response.json().await.expect("json");
+    assert_eq!(refused["error"], "busy", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("2 payments in progress"),
+        "{refused}"
+    );
+    let third_id = payment_id_for_scheme_transaction(
+        third["schemeTransactionId"].as_str().unwrap_or_default(),
+    );
+    assert_eq!(
+        app.get(&format!("/payments/{third_id}")).await.0,
+        404,
+        "nothing recorded"
+    );
+
+    // A payment held for an operator is not the pipeline's work: the third comes in.
+    let first_id = payment_id_for_scheme_transaction(
+        first["schemeTransactionId"].as_str().unwrap_or_default(),
+    );
+    app.screened_hit(first_id).await;
+    app.wait_for_stage(first_id, "held").await;
+    wait_until("one payment is in progress", || async {
+        app.get("/stats").await.1["inProgress"] == 1
+    })
+    .await;
+    assert_eq!(app.receive(&third).await, third_id);
+    app.stop().await;
+}

@@ -1,6 +1,7 @@
 //! Shared helpers: eventstore-lite in memory, the fake bank, the simulator on port 0, deadlines.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,8 @@ pub const SANCTIONED: &[&str] = &["VIKTOR ORLOVSKY", "MARINA VOLKOVA"];
 #[derive(Clone, Default)]
 pub struct FakeBank {
     pub received: Arc<Mutex<Vec<SchemePayment>>>,
+    /// How many of the next submissions it answers busy (503, `Retry-After: 1`) without taking them.
+    pub busy_answers: Arc<AtomicUsize>,
 }
 
 impl FakeBank {
@@ -42,7 +45,21 @@ impl FakeBank {
 async fn inbound(
     State(bank): State<FakeBank>,
     Json(payments): Json<Vec<SchemePayment>>,
-) -> (StatusCode, Json<Value>) {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let busy = bank
+        .busy_answers
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if busy {
+        let body = json!({"error": "busy", "message": "the bank is busy"});
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
+            Json(body),
+        )
+            .into_response();
+    }
     let ids: Vec<String> = payments
         .iter()
         .map(|p| {
@@ -50,7 +67,7 @@ async fn inbound(
         })
         .collect();
     bank.received.lock().expect("not poisoned").extend(payments);
-    (StatusCode::ACCEPTED, Json(json!({ "paymentIds": ids })))
+    (StatusCode::ACCEPTED, Json(json!({ "paymentIds": ids }))).into_response()
 }
 
 /// Like accounts-api: pages count from 1 and hold at most 500 accounts.

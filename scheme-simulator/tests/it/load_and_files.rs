@@ -4,9 +4,10 @@ use axum::http::StatusCode;
 use scheme_simulator::record::{self, SchemeEvent};
 use scheme_simulator::standard18::format_record;
 use scheme_simulator::SchemePayment;
-use serde_json::json;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 
-use crate::helpers::{spawn_app, wait_until};
+use crate::helpers::{payment, spawn_app, wait_until};
 
 fn file_payment(n: i64) -> SchemePayment {
     serde_json::from_value(crate::helpers::payment(&format!("ignored-{n}"), 1000 * n))
@@ -112,4 +113,47 @@ async fn load_sends_rate_times_duration_payments_in_the_background() {
         .get_json(&format!("/load/{}", uuid::Uuid::new_v4()))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_busy_bank_slows_a_load_run_down_without_losing_or_repeating_a_payment() {
+    let app = spawn_app().await;
+    app.bank.busy_answers.store(2, Ordering::SeqCst);
+    let (status, body) = app
+        .post_json("/load", json!({"ratePerSecond": 40, "durationSeconds": 1}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let path = format!("/load/{}", body["loadId"].as_str().expect("an id"));
+    wait_until("the load run finishes", || async {
+        app.get_json(&path).await.1["running"] == false
+    })
+    .await;
+    let (_, run) = app.get_json(&path).await;
+    assert_eq!(run["throttled"], 2, "{run}");
+    assert_eq!(run["sent"], 40, "{run}");
+    assert_eq!(run["accepted"], 40, "{run}");
+    assert_eq!(run["failed"], 0, "{run}");
+    assert_eq!(run["completed"], true, "{run}");
+    let received = app.bank.received();
+    let distinct: std::collections::HashSet<_> =
+        received.iter().map(|p| &p.scheme_transaction_id).collect();
+    assert_eq!((received.len(), distinct.len()), (40, 40));
+
+    // An explicit submission to a busy bank is a 503 that says when to send again; nothing was taken.
+    app.bank.busy_answers.store(1, Ordering::SeqCst);
+    let response = app
+        .http
+        .post(app.url("/inbound-payments"))
+        .json(&payment("T-BUSY", 100))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(
+        response.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(b"1".as_slice())
+    );
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!(answer["error"], "busy", "{answer}");
+    assert_eq!(app.bank.count(), 40);
 }

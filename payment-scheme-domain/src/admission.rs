@@ -1,0 +1,112 @@
+//! Admission control at the gateway. The bank takes new scheme payments while fewer than a limit are in
+//! progress (received, not yet credited or returned, not held for an operator) and otherwise answers 503 `busy`
+//! with `Retry-After`, so that past the pipeline's capacity the backlog waits at the scheme, where it costs
+//! nothing, instead of inside the bank, where it outgrows the caches and slows every stage down.
+//!
+//! The count comes from the payments read model (it lags by up to a projector batch window, a fraction of a
+//! second), read at most every [`REFRESH`]. Until the model has caught up after a start its counts describe
+//! history rather than load, so everything is admitted.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use infrastructure::http::ApiError;
+use infrastructure::ProjectorProgress;
+
+use crate::read_model::PaymentsQuery;
+
+/// How old a reading of the in-progress count may be before a request reads it again.
+const REFRESH: Duration = Duration::from_millis(50);
+
+/// What a refused sender is told to wait before trying again.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// The default limit: about seven seconds of work at the pipeline's rate on a small machine, and well under
+/// the payments the service caches between stages.
+pub const DEFAULT_MAX_IN_PROGRESS: u64 = 20_000;
+
+pub struct Admission {
+    /// 0: no limit.
+    limit: u64,
+    query: PaymentsQuery,
+    model: ProjectorProgress,
+    last_reading: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Admission {
+    pub fn new(limit: u64, query: PaymentsQuery, model: ProjectorProgress) -> Self {
+        Self {
+            limit,
+            query,
+            model,
+            last_reading: Mutex::new(None),
+        }
+    }
+
+    /// Whether a new submission may come in now.
+    pub async fn check(&self) -> Result<(), ApiError> {
+        if self.limit == 0 || !self.model.is_caught_up() {
+            return Ok(());
+        }
+        decide(self.in_progress().await?, self.limit)
+    }
+
+    async fn in_progress(&self) -> Result<u64, ApiError> {
+        let now = Instant::now();
+        if let Some((read_at, count)) = *self.lock() {
+            if now.duration_since(read_at) < REFRESH {
+                return Ok(count);
+            }
+        }
+        let query = self.query.clone();
+        let stats = tokio::task::spawn_blocking(move || query.stats())
+            .await
+            .map_err(|error| ApiError::internal(&error))?
+            .map_err(|error| ApiError::internal(&error))?;
+        *self.lock() = Some((now, stats.in_progress));
+        Ok(stats.in_progress)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, u64)>> {
+        // A plain reading: a panic elsewhere leaves nothing half-written.
+        self.last_reading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Admits while fewer than `limit` payments are in progress.
+fn decide(in_progress: u64, limit: u64) -> Result<(), ApiError> {
+    if in_progress < limit {
+        return Ok(());
+    }
+    Err(ApiError::Busy {
+        message: format!(
+            "the bank is busy: {in_progress} payments in progress (the limit is {limit}); \
+             send again in {RETRY_AFTER_SECS} s"
+        ),
+        retry_after_secs: RETRY_AFTER_SECS,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payments_are_admitted_below_the_limit_and_refused_at_it() {
+        assert_eq!(decide(0, 3), Ok(()));
+        assert_eq!(decide(2, 3), Ok(()));
+        let refused = decide(3, 3).expect_err("at the limit");
+        assert_eq!(
+            refused.status(),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(refused.code(), "busy");
+        assert!(
+            refused.to_string().contains("3 payments in progress"),
+            "{refused}"
+        );
+        assert!(decide(10, 3).is_err());
+    }
+}
