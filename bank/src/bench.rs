@@ -142,6 +142,10 @@ async fn submit(http: &reqwest::Client, url: &str, batch: &[Value]) -> anyhow::R
     }
 }
 
+/// Requests to the gateway in flight at once in latency mode, like a scheme's few connections: plenty for
+/// well over 5,000 payments/s.
+const SENDERS: usize = 8;
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -287,20 +291,47 @@ async fn latency(
     let per_tick = (args.rate / ticks_per_sec).max(1);
     let total_ticks = args.duration_secs as usize * ticks_per_sec;
     let mut interval = tokio::time::interval(Duration::from_millis(1000 / ticks_per_sec as u64));
+    // The ticker queues each tick's payments as a range of numbers; a few senders build and post them, so a busy
+    // gateway makes the queue longer (two numbers a tick), not the number of open requests.
+    let (queue, ranges) = tokio::sync::mpsc::unbounded_channel::<std::ops::Range<usize>>();
+    let ranges = std::sync::Arc::new(tokio::sync::Mutex::new(ranges));
+    let accounts: std::sync::Arc<[data_seeder::SeedAccount]> = accounts.into();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..SENDERS {
+        let (ranges, accounts, accepted) = (ranges.clone(), accounts.clone(), accepted.clone());
+        let (http, bank_url, run_id) = (http.clone(), bank.urls.payments.clone(), run_id.to_owned());
+        senders.spawn(async move {
+            let mut busy_answers = 0;
+            loop {
+                let Some(range) = ranges.lock().await.recv().await else {
+                    return anyhow::Ok(busy_answers);
+                };
+                let count = range.len();
+                let batch: Vec<Value> = range
+                    .map(|i| payment(i, &accounts[i % accounts.len()], &run_id))
+                    .collect();
+                busy_answers += submit(&http, &bank_url, &batch).await?;
+                accepted.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
     let mut n = 0;
-    let mut submissions = tokio::task::JoinSet::new();
+    let mut last_report = Instant::now();
     for _ in 0..total_ticks {
         interval.tick().await;
-        let batch: Vec<Value> = (n..n + per_tick)
-            .map(|i| payment(i, &accounts[i % accounts.len()], run_id))
-            .collect();
+        queue.send(n..n + per_tick)?;
         n += per_tick;
-        let (http, bank_url) = (http.clone(), bank.urls.payments.clone());
-        submissions.spawn(async move { submit(&http, &bank_url, &batch).await });
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            let accepted = accepted.load(std::sync::atomic::Ordering::Relaxed);
+            eprintln!("bench: {n} payments due, {accepted} accepted by the gateway");
+            last_report = Instant::now();
+        }
     }
+    drop(queue);
     let mut busy_answers = 0;
-    while let Some(done) = submissions.join_next().await {
-        busy_answers += done.context("submission task")??;
+    while let Some(done) = senders.join_next().await {
+        busy_answers += done.context("sender task")??;
     }
     // With a busy gateway the last payments are accepted after the run's duration.
     let submitted = started.elapsed();
