@@ -300,7 +300,8 @@ async fn latency(
     let mut senders = tokio::task::JoinSet::new();
     for _ in 0..SENDERS {
         let (ranges, accounts, accepted) = (ranges.clone(), accounts.clone(), accepted.clone());
-        let (http, bank_url, run_id) = (http.clone(), bank.urls.payments.clone(), run_id.to_owned());
+        let (http, bank_url, run_id) =
+            (http.clone(), bank.urls.payments.clone(), run_id.to_owned());
         senders.spawn(async move {
             let mut busy_answers = 0;
             loop {

@@ -31,6 +31,7 @@ mod read_model;
 mod repository;
 mod shutdown;
 mod store;
+mod stream_locks;
 mod telemetry;
 mod worker;
 

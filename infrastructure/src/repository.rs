@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Appended, EventStore, NewEvent, StoreError};
+use crate::stream_locks::StreamLocks;
 
 /// The event type of the snapshots in a `snapshot-<stream>` stream.
 pub const SNAPSHOT_EVENT_TYPE: &str = "AggregateSnapshotTaken";
@@ -199,6 +200,8 @@ pub struct Repository<A> {
     snapshot_every: Option<u64>,
     max_attempts: u32,
     cache: Option<Arc<AggregateCache<A>>>,
+    /// Shared by clones: decisions on one stream through this repository take turns.
+    locks: Arc<StreamLocks>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -209,6 +212,7 @@ impl<A> Clone for Repository<A> {
             snapshot_every: self.snapshot_every,
             max_attempts: self.max_attempts,
             cache: self.cache.clone(),
+            locks: self.locks.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -269,6 +273,7 @@ impl<A: Aggregate> Repository<A> {
             snapshot_every: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             cache: None,
+            locks: Arc::default(),
             _aggregate: PhantomData,
         }
     }
@@ -350,7 +355,9 @@ impl<A: Aggregate> Repository<A> {
     }
 
     /// Loads the aggregate, lets `decide` turn the command into events, and saves them. When another writer
-    /// appended in between, loads again and decides again, up to the configured number of attempts.
+    /// appended in between, loads again and decides again, up to the configured number of attempts. Decisions
+    /// on one aggregate through this repository and its clones take turns (a hot aggregate's commands queue
+    /// instead of racing each other to the store); other writers are caught by the expected revision.
     pub async fn execute<F, E>(
         &self,
         id: &A::Id,
@@ -391,6 +398,7 @@ impl<A: Aggregate> Repository<A> {
         F: FnMut(&A) -> Result<Vec<A::Event>, E>,
     {
         let stream = A::stream_name(id);
+        let _turn = self.locks.lock(&stream).await;
         let mut attempt = 0;
         while attempt < self.max_attempts {
             let (loaded, fresh) = self.start(&stream, start).await?;

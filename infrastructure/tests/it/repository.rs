@@ -107,6 +107,35 @@ async fn a_rejected_command_writes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_on_one_aggregate_take_turns_instead_of_racing() {
+    let app = start_store().await;
+    let repository = Repository::<Tally>::new(app.store.clone()).with_cache(100);
+    let id = unique_id();
+    let mut commands = tokio::task::JoinSet::new();
+    for n in 1..=20 {
+        let (repository, id) = (repository.clone(), id.clone());
+        commands.spawn(async move {
+            repository
+                .execute(&id, &context(), |_: &Tally| {
+                    Ok::<_, OverCap>(vec![added(n)])
+                })
+                .await
+        });
+    }
+    let mut attempts = Vec::new();
+    while let Some(done) = commands.join_next().await {
+        attempts.push(done.expect("no panic").expect("executes").attempts);
+    }
+    assert_eq!(
+        attempts,
+        vec![1; 20],
+        "no decision lost a race to another in this process"
+    );
+    let stored = repository.load(&id).await.expect("loads").state;
+    assert_eq!((stored.total, stored.events), ((1..=20).sum(), 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_that_lost_a_race_is_made_again_on_the_new_state() {
     let app = start_store().await;
     let repository = Repository::<Tally>::new(app.store.clone());
