@@ -135,7 +135,7 @@ async fn submit(http: &reqwest::Client, url: &str, batch: &[Value]) -> anyhow::R
         match retry_after {
             Some(seconds) if status == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
                 busy += 1;
-                tokio::time::sleep(Duration::from_secs(seconds)).await;
+                tokio::time::sleep(Duration::from_secs(seconds.max(1))).await;
             }
             _ => anyhow::bail!("gateway answered {status}: {}", response.text().await?),
         }

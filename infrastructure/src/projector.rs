@@ -88,6 +88,7 @@ impl Default for ProjectorOptions {
 struct ProgressState {
     applied: Counter,
     caught_up: AtomicBool,
+    stopped: AtomicBool,
     checkpoint: watch::Sender<Option<Checkpoint>>,
 }
 
@@ -104,6 +105,7 @@ impl ProjectorProgress {
             state: Arc::new(ProgressState {
                 applied: Counter::new(),
                 caught_up: AtomicBool::new(false),
+                stopped: AtomicBool::new(false),
                 checkpoint: watch::channel(None).0,
             }),
         }
@@ -117,6 +119,12 @@ impl ProjectorProgress {
     /// Whether the projector has reached the live end of its source at least once since it started.
     pub fn is_caught_up(&self) -> bool {
         self.state.caught_up.load(Ordering::Acquire)
+    }
+
+    /// Whether the projector has stopped (shut down, or an error it cannot retry): its model no longer follows
+    /// the store.
+    pub fn has_stopped(&self) -> bool {
+        self.state.stopped.load(Ordering::Acquire)
     }
 
     /// The last committed checkpoint.
@@ -227,6 +235,7 @@ impl<M: ReadModel> Projector<M> {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ProjectorError> {
         let span = tracing::info_span!("projector", name = %self.name);
         let result = self.run_inner(shutdown).instrument(span).await;
+        self.progress.state.stopped.store(true, Ordering::Release);
         // An empty durable commit makes every earlier non-durable one durable.
         let flushed = self
             .blocking(|_, database| {

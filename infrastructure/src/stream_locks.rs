@@ -16,10 +16,18 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 #[derive(Debug, Default)]
 pub(crate) struct StreamLocks {
-    streams: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    streams: Mutex<HashMap<String, Entry>>,
 }
 
-/// Holds a stream's lock; dropping it lets the next waiter in.
+#[derive(Debug, Default)]
+struct Entry {
+    lock: Arc<AsyncMutex<()>>,
+    /// Guards of this stream alive: holding the lock or waiting for it.
+    users: usize,
+}
+
+/// Holds a stream's lock (or, while [`StreamLocks::lock`] waits, a place in its queue); dropping it lets the
+/// next waiter in.
 pub(crate) struct StreamGuard<'a> {
     locks: &'a StreamLocks,
     stream: String,
@@ -29,12 +37,20 @@ pub(crate) struct StreamGuard<'a> {
 impl StreamLocks {
     /// Waits until no other decision on `stream` runs in this process, and holds it until the guard drops.
     pub async fn lock(&self, stream: &str) -> StreamGuard<'_> {
-        let lock = self.map().entry(stream.to_owned()).or_default().clone();
-        StreamGuard {
+        let lock = {
+            let mut map = self.map();
+            let entry = map.entry(stream.to_owned()).or_default();
+            entry.users += 1;
+            entry.lock.clone()
+        };
+        // Counted before the wait, so a caller that gives up waiting (its future dropped) still leaves.
+        let mut turn = StreamGuard {
             locks: self,
             stream: stream.to_owned(),
-            guard: Some(lock.lock_owned().await),
-        }
+            guard: None,
+        };
+        turn.guard = Some(lock.lock_owned().await);
+        turn
     }
 
     /// Streams with a holder or a waiter.
@@ -43,7 +59,7 @@ impl StreamLocks {
         self.map().len()
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<AsyncMutex<()>>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // The map is consistent after every statement, so a panic elsewhere leaves it usable.
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -51,16 +67,13 @@ impl StreamLocks {
 
 impl Drop for StreamGuard<'_> {
     fn drop(&mut self) {
-        // Release first, then forget the stream if nobody else holds its lock: a waiter (or a caller between
-        // taking the lock from the map and waiting on it) holds a clone, and clones are only made under the map's
-        // lock, which is held here too.
         drop(self.guard.take());
         let mut map = self.locks.map();
-        if map
-            .get(&self.stream)
-            .is_some_and(|lock| Arc::strong_count(lock) == 1)
-        {
-            map.remove(&self.stream);
+        if let Some(entry) = map.get_mut(&self.stream) {
+            entry.users -= 1;
+            if entry.users == 0 {
+                map.remove(&self.stream);
+            }
         }
     }
 }

@@ -4,8 +4,10 @@
 //! nothing, instead of inside the bank, where it outgrows the caches and slows every stage down.
 //!
 //! The count comes from the payments read model (it lags by up to a projector batch window, a fraction of a
-//! second), read at most every [`REFRESH`]. Until the model has caught up after a start its counts describe
-//! history rather than load, so everything is admitted.
+//! second, while the projector keeps up), read at most every [`REFRESH`]. Admission is a guard, not a gate
+//! keeper: whenever the count cannot be trusted everything is admitted — until the model has caught up after a
+//! start (its counts describe history, not load), once its projector has stopped (they would be frozen), and
+//! when the read fails (logged).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -46,13 +48,19 @@ impl Admission {
 
     /// Whether a new submission may come in now.
     pub async fn check(&self) -> Result<(), ApiError> {
-        if self.limit == 0 || !self.model.is_caught_up() {
+        if self.limit == 0 || !self.model.is_caught_up() || self.model.has_stopped() {
             return Ok(());
         }
-        decide(self.in_progress().await?, self.limit)
+        match self.in_progress().await {
+            Ok(in_progress) => decide(in_progress, self.limit),
+            Err(error) => {
+                tracing::warn!(%error, "payments in progress unreadable; admitting");
+                Ok(())
+            }
+        }
     }
 
-    async fn in_progress(&self) -> Result<u64, ApiError> {
+    async fn in_progress(&self) -> Result<u64, String> {
         let now = Instant::now();
         if let Some((read_at, count)) = *self.lock() {
             if now.duration_since(read_at) < REFRESH {
@@ -62,8 +70,8 @@ impl Admission {
         let query = self.query.clone();
         let stats = tokio::task::spawn_blocking(move || query.stats())
             .await
-            .map_err(|error| ApiError::internal(&error))?
-            .map_err(|error| ApiError::internal(&error))?;
+            .map_err(|error| error.to_string())?
+            .map_err(|error| error.to_string())?;
         *self.lock() = Some((now, stats.in_progress));
         Ok(stats.in_progress)
     }

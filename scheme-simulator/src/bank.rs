@@ -54,8 +54,10 @@ impl BankError {
     }
 }
 
-/// The longest `Retry-After` the simulator honours: a longer one is waited in steps of this.
+/// The longest wait a `Retry-After` gets: a longer one is cut to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// The shortest: `Retry-After: 0` must not make a sender resend in a tight loop.
+const MIN_RETRY_AFTER: Duration = Duration::from_millis(200);
 
 /// A 503 with `Retry-After` (in seconds, as the bank sends it) asks to be sent again; anything else is a
 /// refusal.
@@ -73,7 +75,7 @@ fn retry_after(
         .trim()
         .parse()
         .ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+    Some(Duration::from_secs(seconds).clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER))
 }
 
 /// HTTP access to the bank's services.
@@ -295,6 +297,11 @@ mod tests {
         assert_eq!(
             retry_after(StatusCode::INTERNAL_SERVER_ERROR, &headers),
             None
+        );
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("0"));
+        assert_eq!(
+            retry_after(StatusCode::SERVICE_UNAVAILABLE, &headers),
+            Some(MIN_RETRY_AFTER)
         );
         headers.insert(RETRY_AFTER, HeaderValue::from_static("3600"));
         assert_eq!(

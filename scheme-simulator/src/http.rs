@@ -88,7 +88,7 @@ struct SubmittedBody {
 #[utoipa::path(post, path = "/inbound-payments", tag = "scheme",
     request_body(content = Object, description = "a SchemePayment or an array of them"),
     responses((status = 202, description = "forwarded; the bank's payment ids"),
-              (status = 503, description = "the bank cannot be reached")))]
+              (status = 503, description = "the bank cannot be reached, or is busy (`Retry-After`; the message says how many payments were taken)")))]
 async fn inbound_payments(
     State(state): State<AppState>,
     correlation: CorrelationId,
@@ -203,7 +203,7 @@ struct RandomBody {
     request_body(content = Object, description = "{count, sanctionedRatio, invalidRatio, unknownAccountRatio, closedAccountRatio}"),
     responses((status = 202, description = "generated and forwarded; counts per case"),
               (status = 422, description = "bad count or ratios"),
-              (status = 503, description = "the bank cannot be reached")))]
+              (status = 503, description = "the bank cannot be reached, or is busy (`Retry-After`; the message says how many payments were taken)")))]
 async fn random_payments(
     State(state): State<AppState>,
     correlation: CorrelationId,
@@ -279,7 +279,7 @@ const FILE_NAMESPACE: Uuid = Uuid::from_u128(0x5c4e_3e18_f11e_4d00_8b18_0000_000
     request_body(content = String, content_type = "text/plain", description = "a Bacs Standard 18 file"),
     responses((status = 202, description = "parsed and forwarded"),
               (status = 422, description = "the file does not parse"),
-              (status = 503, description = "the bank cannot be reached")))]
+              (status = 503, description = "the bank cannot be reached, or is busy (`Retry-After`; the message says how many payments were taken)")))]
 async fn file_payments(
     State(state): State<AppState>,
     correlation: CorrelationId,

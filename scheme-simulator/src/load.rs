@@ -13,7 +13,6 @@ use rand::SeedableRng;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::bank::BankError;
 use crate::generator::{self, Mix, Population};
 use crate::record::{self, LoadFinished, LoadStarted, SchemeEvent, SubmissionSource};
 use crate::submit::{submit, SubmitError};
@@ -159,7 +158,7 @@ async fn run(
             loop {
                 match submit(&state, SubmissionSource::Load, batch.to_vec(), &metadata).await {
                     Ok(_) => accepted += count,
-                    Err(SubmitError::Bank(BankError::Busy { retry_after, .. })) => {
+                    Err(SubmitError::Busy { retry_after, .. }) => {
                         throttled += 1;
                         state
                             .loads

@@ -21,6 +21,14 @@ pub(crate) struct Submitted {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SubmitError {
+    /// The bank was busy at a batch: it and the batches after it were not sent; the `taken` payments of the
+    /// batches before it were accepted.
+    #[error("{busy} ({taken} payments of this submission were taken before)")]
+    Busy {
+        busy: BankError,
+        taken: usize,
+        retry_after: std::time::Duration,
+    },
     #[error(transparent)]
     Bank(#[from] BankError),
     #[error(transparent)]
@@ -30,11 +38,14 @@ pub(crate) enum SubmitError {
 impl From<SubmitError> for ApiError {
     fn from(error: SubmitError) -> Self {
         match error {
-            SubmitError::Bank(BankError::Busy {
-                retry_after, body, ..
-            }) => ApiError::Busy {
-                message: format!("the bank is busy; send again later: {body}"),
-                retry_after_secs: u32::try_from(retry_after.as_secs()).unwrap_or(u32::MAX),
+            SubmitError::Busy {
+                taken, retry_after, ..
+            } => ApiError::Busy {
+                message: format!(
+                    "the bank is busy; {taken} payments of this submission were taken before it was, \
+                     the rest were not sent: send them again later"
+                ),
+                retry_after_secs: u32::try_from(retry_after.as_secs().max(1)).unwrap_or(u32::MAX),
             },
             SubmitError::Bank(bank) => match bank.status() {
                 Some(status) if (400..500).contains(&status) => {
@@ -64,8 +75,12 @@ pub(crate) async fn submit(
             .map(|p| payment_id_for_scheme_transaction(&p.scheme_transaction_id))
             .collect();
         let outcome = state.bank.forward(batch, metadata.correlation_id).await;
-        if let Err(busy @ BankError::Busy { .. }) = outcome {
-            return Err(busy.into());
+        if let Err(busy @ BankError::Busy { retry_after, .. }) = outcome {
+            return Err(SubmitError::Busy {
+                busy,
+                taken: submitted.payment_ids.len(),
+                retry_after,
+            });
         }
         let (accepted, bank_status, error) = match &outcome {
             Ok(status) => (true, Some(*status), None),

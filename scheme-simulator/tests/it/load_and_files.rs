@@ -139,7 +139,8 @@ async fn a_busy_bank_slows_a_load_run_down_without_losing_or_repeating_a_payment
         received.iter().map(|p| &p.scheme_transaction_id).collect();
     assert_eq!((received.len(), distinct.len()), (40, 40));
 
-    // An explicit submission to a busy bank is a 503 that says when to send again; nothing was taken.
+    // An explicit submission (one batch) to a busy bank is a 503 that says when to send again and that
+    // nothing was taken.
     app.bank.busy_answers.store(1, Ordering::SeqCst);
     let response = app
         .http
@@ -155,5 +156,12 @@ async fn a_busy_bank_slows_a_load_run_down_without_losing_or_repeating_a_payment
     );
     let answer: Value = response.json().await.expect("json");
     assert_eq!(answer["error"], "busy", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("0 payments of this submission were taken"),
+        "{answer}"
+    );
     assert_eq!(app.bank.count(), 40);
 }
