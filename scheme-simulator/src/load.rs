@@ -168,6 +168,8 @@ async fn run(
                             _ = tokio::time::sleep(retry_after) => continue,
                         }
                     }
+                    // Stopped mid-batch: its fate is unknown, the run is not completed.
+                    Err(_) if token.is_cancelled() => break 'run,
                     Err(error) => {
                         failed += count;
                         tracing::warn!(%load_id, %error, "a load batch was not accepted");

@@ -104,7 +104,12 @@ pub(crate) async fn submit(
             )
             .await?;
         if let Err(error) = outcome {
-            tracing::warn!(%error, %submission_id, "the bank did not accept a batch");
+            // While everything stops, the bank's gateway may stop first: not a fault worth a warning.
+            if state.shutdown.token().is_cancelled() {
+                tracing::info!(%error, %submission_id, "a batch was cut short by the shutdown");
+            } else {
+                tracing::warn!(%error, %submission_id, "the bank did not accept a batch");
+            }
             return Err(error.into());
         }
         submitted.submission_ids.push(submission_id);
