@@ -128,16 +128,12 @@ async fn submit(http: &reqwest::Client, url: &str, batch: &[Value]) -> anyhow::R
         if status.is_success() {
             return Ok(busy);
         }
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-        match retry_after {
-            Some(seconds) if status == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+        match scheme_simulator::retry_after(status, response.headers()) {
+            Some(wait) => {
                 busy += 1;
-                tokio::time::sleep(Duration::from_secs(seconds.max(1))).await;
+                tokio::time::sleep(wait).await;
             }
-            _ => anyhow::bail!("gateway answered {status}: {}", response.text().await?),
+            None => anyhow::bail!("gateway answered {status}: {}", response.text().await?),
         }
     }
 }

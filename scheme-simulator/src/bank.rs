@@ -59,9 +59,10 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// The shortest: `Retry-After: 0` must not make a sender resend in a tight loop.
 const MIN_RETRY_AFTER: Duration = Duration::from_millis(200);
 
-/// A 503 with `Retry-After` (in seconds, as the bank sends it) asks to be sent again; anything else is a
-/// refusal.
-fn retry_after(
+/// A 503 with `Retry-After` (in seconds, as the bank sends it) asks to be sent again, after the wait this
+/// returns; anything else is a refusal. Every sender of scheme payments (the simulator, `bank bench`) reads a
+/// busy answer this way.
+pub fn retry_after(
     status: reqwest::StatusCode,
     headers: &reqwest::header::HeaderMap,
 ) -> Option<Duration> {

@@ -21,6 +21,8 @@ pub mod record;
 pub mod standard18;
 mod submit;
 
+pub use bank::retry_after;
+
 use std::sync::Arc;
 use std::time::Duration;
 

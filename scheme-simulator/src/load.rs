@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use events::EventMetadata;
 use infrastructure::eventstore::ExpectedRevision;
+use infrastructure::CancellationToken;
 use infrastructure::NewEvent;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -119,6 +120,29 @@ pub(crate) async fn start(
     Ok(status)
 }
 
+/// Submits one batch, waiting out each busy answer (`on_busy` counts them) and sending it again, until the bank
+/// takes or refuses it; `None` when the run is stopped during a wait.
+async fn send_until_answered(
+    state: &AppState,
+    batch: &[crate::SchemePayment],
+    metadata: &EventMetadata,
+    token: &CancellationToken,
+    mut on_busy: impl FnMut(),
+) -> Option<Result<(), SubmitError>> {
+    loop {
+        match submit(state, SubmissionSource::Load, batch.to_vec(), metadata).await {
+            Err(SubmitError::Busy { retry_after, .. }) => {
+                on_busy();
+                tokio::select! {
+                    () = token.cancelled() => return None,
+                    () = tokio::time::sleep(retry_after) => {}
+                }
+            }
+            other => return Some(other.map(|_| ())),
+        }
+    }
+}
+
 async fn run(
     state: AppState,
     load_id: Uuid,
@@ -155,27 +179,24 @@ async fn run(
             .collect();
         for batch in payments.chunks(state.config.batch_size) {
             let count = batch.len() as u64;
-            loop {
-                match submit(&state, SubmissionSource::Load, batch.to_vec(), &metadata).await {
-                    Ok(_) => accepted += count,
-                    Err(SubmitError::Busy { retry_after, .. }) => {
-                        throttled += 1;
-                        state
-                            .loads
-                            .update(&load_id, |status| status.throttled = throttled);
-                        tokio::select! {
-                            _ = token.cancelled() => break 'run,
-                            _ = tokio::time::sleep(retry_after) => continue,
-                        }
-                    }
-                    // Stopped mid-batch: its fate is unknown, the run is not completed.
-                    Err(_) if token.is_cancelled() => break 'run,
-                    Err(error) => {
-                        failed += count;
-                        tracing::warn!(%load_id, %error, "a load batch was not accepted");
-                    }
+            let outcome = send_until_answered(&state, batch, &metadata, &token, || {
+                throttled += 1;
+                state
+                    .loads
+                    .update(&load_id, |status| status.throttled = throttled);
+            })
+            .await;
+            let Some(outcome) = outcome else {
+                break 'run;
+            };
+            match outcome {
+                Ok(()) => accepted += count,
+                // Stopped mid-batch: its fate is unknown, the run is not completed.
+                Err(_) if token.is_cancelled() => break 'run,
+                Err(error) => {
+                    failed += count;
+                    tracing::warn!(%load_id, %error, "a load batch was not accepted");
                 }
-                break;
             }
             sent += count;
             state.loads.update(&load_id, |status| {
