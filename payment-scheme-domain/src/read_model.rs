@@ -8,30 +8,40 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use events::payments::InboundPaymentEvent;
 use events::streams;
-use infrastructure::redb::{ReadableTable, TableDefinition, WriteTransaction};
+use infrastructure::redb::{
+    ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
 use infrastructure::{ApplyError, ReadModel, ReadModelStore, StoredEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::inbound::{InboundPayment, Stage};
 
-/// The projector's checkpoint name. `-v2`: the tables below changed shape (see [`PaymentsModel::setup`]), so
+/// The projector's checkpoint name. `-v3`: the tables below changed shape (see [`PaymentsModel::setup`]), so
 /// an existing database rebuilds them from the category stream.
-pub const PROJECTOR_NAME: &str = "inbound-payments-v2";
+pub const PROJECTOR_NAME: &str = "inbound-payments-v3";
 
-/// Payment id → its [`PaymentRecord`] as JSON.
-const PAYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("inbound_payments_v2");
-/// (stage, when the payment reached it in ms since the epoch, payment id): the payments at each stage in the
-/// order they reached it. Time leads the id so that a batch's moves land at the end of each stage's range (a
-/// few B-tree pages rewritten per commit) rather than at random places (one page per payment).
-const BY_STAGE: TableDefinition<(&str, i64, &str), ()> =
-    TableDefinition::new("inbound_payments_by_stage_v2");
+/// Receipt number → the payment's [`PaymentRecord`] as JSON. Rows are numbered in the order the payments were
+/// received, so the rows a batch changes — payments in progress, received a moment ago — sit together at the
+/// end of the table (a few B-tree pages rewritten per commit, and pages the cache holds) instead of at random
+/// places in a table that grows by a payment at a time.
+const PAYMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("inbound_payments_v3");
+/// Payment id → its receipt number.
+const RECEIPTS: TableDefinition<&str, u64> = TableDefinition::new("inbound_payment_receipts_v3");
+/// (stage, when the payment reached it in ms since the epoch, receipt number): the payments at each stage in
+/// the order they reached it. Time leads so that a batch's moves land at the end of each stage's range.
+const BY_STAGE: TableDefinition<(&str, i64, u64), ()> =
+    TableDefinition::new("inbound_payments_by_stage_v3");
 /// `stage/{stage}`, `returned/{code}`, `received` → count.
-const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("inbound_payment_counts_v2");
-/// The first version's tables (stage index keyed `{stage}/{paymentId}`), dropped when the model starts.
-const RETIRED_TABLES: [&str; 3] = [
+const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("inbound_payment_counts_v3");
+/// Earlier versions' tables, dropped when the model starts: the first (stage index keyed
+/// `{stage}/{paymentId}`) and the second (rows keyed by payment id, at random places).
+const RETIRED_TABLES: [&str; 6] = [
     "inbound_payments",
     "inbound_payments_by_stage",
     "inbound_payment_counts",
+    "inbound_payments_v2",
+    "inbound_payments_by_stage_v2",
+    "inbound_payment_counts_v2",
 ];
 
 /// What the read model keeps of one payment. The state's `validated` is not kept: the list shows what the
@@ -58,6 +68,7 @@ impl ReadModel for PaymentsModel {
             transaction.delete_table(retired)?;
         }
         transaction.open_table(PAYMENTS)?;
+        transaction.open_table(RECEIPTS)?;
         transaction.open_table(BY_STAGE)?;
         transaction.open_table(COUNTS)?;
         Ok(())
@@ -85,34 +96,61 @@ impl ReadModel for PaymentsModel {
         let mut payments = transaction
             .open_table(PAYMENTS)
             .map_err(|e| (0, e.into()))?;
+        let mut receipts = transaction
+            .open_table(RECEIPTS)
+            .map_err(|e| (0, e.into()))?;
         let mut by_stage = transaction
             .open_table(BY_STAGE)
             .map_err(|e| (0, e.into()))?;
         let mut counts = transaction.open_table(COUNTS).map_err(|e| (0, e.into()))?;
-        // Payment id → (its stage before the batch and when it reached it, its record after the events so far);
-        // ids in first-seen order.
-        let mut touched: HashMap<&str, (Stage, i64, PaymentRecord)> = HashMap::new();
+        let mut next_receipt = match payments.last().map_err(|e| (0, e.into()))? {
+            Some((key, _)) => key.value() + 1,
+            None => 0,
+        };
+        // Payment id → (its receipt number, its stage before the batch and when it reached it, its record after
+        // the events so far); ids in first-seen order.
+        let mut touched: HashMap<&str, (u64, Stage, i64, PaymentRecord)> = HashMap::new();
         let mut order: Vec<&str> = Vec::new();
         let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
         for (index, event) in events.iter().enumerate() {
             let Some(payment_id) = streams::id_of(&event.stream) else {
                 continue;
             };
-            let (_, _, record) = match touched.entry(payment_id) {
+            let (_, _, _, record) = match touched.entry(payment_id) {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => {
-                    let record = match payments.get(payment_id).map_err(|e| (index, e.into()))? {
-                        Some(stored) => serde_json::from_slice::<PaymentRecord>(stored.value())
+                    let receipt = receipts
+                        .get(payment_id)
+                        .map_err(|e| (index, e.into()))?
+                        .map(|receipt| receipt.value());
+                    let stored = match receipt {
+                        Some(receipt) => payments
+                            .get(receipt)
+                            .map_err(|e| (index, e.into()))?
+                            .map(|stored| serde_json::from_slice::<PaymentRecord>(stored.value()))
+                            .transpose()
                             .map_err(|e| (index, e.into()))?,
-                        None => PaymentRecord {
-                            state: InboundPayment::default(),
-                            updated_at: event.metadata.occurred_at,
-                            stage_since: event.metadata.occurred_at,
-                        },
+                        None => None,
+                    };
+                    let (receipt, record) = match (receipt, stored) {
+                        (Some(receipt), Some(record)) => (receipt, record),
+                        _ => {
+                            let receipt = next_receipt;
+                            next_receipt += 1;
+                            receipts
+                                .insert(payment_id, receipt)
+                                .map_err(|e| (index, e.into()))?;
+                            let record = PaymentRecord {
+                                state: InboundPayment::default(),
+                                updated_at: event.metadata.occurred_at,
+                                stage_since: event.metadata.occurred_at,
+                            };
+                            (receipt, record)
+                        }
                     };
                     order.push(payment_id);
                     let since = record.stage_since.timestamp_millis();
-                    entry.insert((record.state.stage, since, record))
+                    entry.insert((receipt, record.state.stage, since, record))
                 }
             };
             let before = record.state.stage;
@@ -138,25 +176,26 @@ impl ReadModel for PaymentsModel {
         }
         let stored = |error: infrastructure::redb::StorageError| (last, ApplyError::from(error));
         for payment_id in order {
-            let Some((initial, initial_since, record)) = touched.get_mut(payment_id) else {
+            let Some((receipt, initial, initial_since, record)) = touched.get_mut(payment_id) else {
                 continue;
             };
+            let receipt = *receipt;
             let now = record.state.stage;
             let since = record.stage_since.timestamp_millis();
             if (*initial, *initial_since) != (now, since) {
                 if *initial != Stage::New {
                     by_stage
-                        .remove((initial.name(), *initial_since, payment_id))
+                        .remove((initial.name(), *initial_since, receipt))
                         .map_err(stored)?;
                 }
                 by_stage
-                    .insert((now.name(), since, payment_id), ())
+                    .insert((now.name(), since, receipt), ())
                     .map_err(stored)?;
             }
             record.state.validated = None;
             let encoded = serde_json::to_vec(record).map_err(|e| (last, e.into()))?;
             payments
-                .insert(payment_id, encoded.as_slice())
+                .insert(receipt, encoded.as_slice())
                 .map_err(stored)?;
         }
         for (key, delta) in deltas {
@@ -217,7 +256,8 @@ impl PaymentsQuery {
         Self { read_models }
     }
 
-    /// Payments, `page` of `page_size`: all of them by id, or those at `stage` in the order they reached it.
+    /// Payments, `page` of `page_size`: all of them in the order they were received, or those at `stage` in the
+    /// order they reached it.
     pub fn list(
         &self,
         stage: Option<Stage>,
@@ -232,34 +272,33 @@ impl PaymentsQuery {
             }
             Err(error) => return Err(error.into()),
         };
-        let mut ids = Vec::new();
-        let mut total = 0u64;
         let skip = page.saturating_mul(page_size);
-        match stage {
+        let mut receipts = Vec::new();
+        let total = match stage {
             Some(stage) => {
                 let by_stage = transaction.open_table(BY_STAGE)?;
                 let name = stage.name();
-                for entry in by_stage.range((name, i64::MIN, "")..(name, i64::MAX, "~"))? {
+                let mut total = 0u64;
+                for entry in by_stage.range((name, i64::MIN, 0)..=(name, i64::MAX, u64::MAX))? {
                     let (key, _) = entry?;
                     total += 1;
-                    if total as usize > skip && ids.len() < page_size {
-                        ids.push(key.value().2.to_owned());
+                    if total as usize > skip && receipts.len() < page_size {
+                        receipts.push(key.value().2);
                     }
                 }
+                total
             }
             None => {
-                for entry in payments.iter()? {
+                for entry in payments.iter()?.skip(skip).take(page_size) {
                     let (key, _) = entry?;
-                    total += 1;
-                    if total as usize > skip && ids.len() < page_size {
-                        ids.push(key.value().to_owned());
-                    }
+                    receipts.push(key.value());
                 }
+                payments.len()?
             }
-        }
-        let mut records = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(stored) = payments.get(id.as_str())? {
+        };
+        let mut records = Vec::with_capacity(receipts.len());
+        for receipt in receipts {
+            if let Some(stored) = payments.get(receipt)? {
                 if let Ok(record) = serde_json::from_slice::<PaymentRecord>(stored.value()) {
                     records.push(record);
                 }
@@ -480,6 +519,19 @@ mod tests {
                 "batches of {size}"
             );
             assert_eq!(ids(&store, Stage::Validated), vec![second.payment_id]);
+            let (all, total) = PaymentsQuery::new(store.clone())
+                .list(None, 0, 10)
+                .expect("list");
+            let all: Vec<_> = all
+                .iter()
+                .filter_map(|r| r.state.received.as_ref().map(|r| r.payment_id))
+                .collect();
+            assert_eq!(total, 3);
+            assert_eq!(
+                all,
+                vec![second.payment_id, first.payment_id, third.payment_id],
+                "all payments, in the order received (batches of {size})"
+            );
             let (records, _) = PaymentsQuery::new(store.clone())
                 .list(Some(Stage::Validated), 0, 10)
                 .expect("list");
@@ -489,7 +541,7 @@ mod tests {
     }
 
     #[test]
-    fn setup_drops_the_first_version_tables() {
+    fn setup_drops_the_earlier_versions_tables() {
         let store = ReadModelStore::in_memory().expect("a database");
         let transaction = store.database().begin_write().expect("a transaction");
         {
@@ -514,6 +566,14 @@ mod tests {
                 .open_table(v1_counts)
                 .expect("v1")
                 .insert("received", 1)
+                .expect("row");
+            // The second version's rows, keyed by payment id.
+            let v2_payments: TableDefinition<&str, &[u8]> =
+                TableDefinition::new("inbound_payments_v2");
+            transaction
+                .open_table(v2_payments)
+                .expect("v2")
+                .insert("p", b"{}".as_slice())
                 .expect("row");
         }
         PaymentsModel.setup(&transaction).expect("sets up");
