@@ -23,10 +23,11 @@ const REFRESH: Duration = Duration::from_millis(50);
 /// What a refused sender is told to wait before trying again.
 pub const RETRY_AFTER_SECS: u32 = 1;
 
-/// The default limit: well under the payments the service caches between stages, and several times what the
-/// pipeline finishes in a `Retry-After` on a small machine (~3,000 a second on 2 cores), so it never runs dry
-/// while refused senders wait. Under overload a payment then spends up to about seven seconds in the bank.
-pub const DEFAULT_MAX_IN_PROGRESS: u64 = 20_000;
+/// The default limit: well under the payments the service caches between stages, and more than the pipeline
+/// finishes in a `Retry-After` on a small machine (~3,000 a second on 2 cores), so it does not run dry while
+/// refused senders wait. Under overload a payment then spends up to about two seconds in the bank (20,000: up
+/// to seven, at a higher cost per payment; ARCHITECTURE.md has the figures).
+pub const DEFAULT_MAX_IN_PROGRESS: u64 = 5_000;
 
 pub struct Admission {
     /// 0: no limit.
