@@ -69,8 +69,25 @@ pub struct ProjectorOptions {
     /// rows keyed by random ids (a payment's) cost a page each per commit: the longer the window, the more of
     /// an entity's changes share one rewrite (a payment's five stages mostly fall into one batch at 250 ms).
     pub batch_window: Duration,
+    /// The window after a batch of at least `busy_batch` events: under load the model lags a little more and
+    /// commits less often (every commit rewrites the pages it touched, wherever the rows sit — an account's
+    /// last transactions page, the newest payments), while a quiet model still shows a change within
+    /// `batch_window`.
+    pub busy_batch_window: Duration,
+    pub busy_batch: usize,
     pub first_backoff: Duration,
     pub max_backoff: Duration,
+}
+
+impl ProjectorOptions {
+    /// How long the next batch waits to fill, after a batch of `last_batch` events.
+    fn window_after(&self, last_batch: usize) -> Duration {
+        if last_batch >= self.busy_batch {
+            self.busy_batch_window
+        } else {
+            self.batch_window
+        }
+    }
 }
 
 impl Default for ProjectorOptions {
@@ -78,6 +95,8 @@ impl Default for ProjectorOptions {
         Self {
             max_batch: CHANNEL_CAPACITY,
             batch_window: Duration::from_millis(250),
+            busy_batch_window: Duration::from_secs(1),
+            busy_batch: 256,
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
         }
@@ -173,6 +192,8 @@ pub struct Projector<M> {
     options: ProjectorOptions,
     progress: ProjectorProgress,
     last_durable: std::time::Instant,
+    /// How many events the last batch held.
+    last_batch: usize,
 }
 
 /// Read-model commits are fsynced at most this often. The model and its checkpoint share every transaction, so
@@ -198,6 +219,7 @@ impl<M: ReadModel> Projector<M> {
             options: ProjectorOptions::default(),
             progress: ProjectorProgress::new(),
             last_durable: std::time::Instant::now(),
+            last_batch: 0,
         }
     }
 
@@ -345,7 +367,7 @@ impl<M: ReadModel> Projector<M> {
             };
             let mut pending = vec![first];
             let max_batch = self.options.max_batch.max(1);
-            let window_ends = tokio::time::Instant::now() + self.options.batch_window;
+            let window_ends = tokio::time::Instant::now() + self.options.window_after(self.last_batch);
             while pending.len() < max_batch {
                 let message = match receiver.try_recv() {
                     Ok(message) => message,
@@ -363,6 +385,7 @@ impl<M: ReadModel> Projector<M> {
                 };
                 pending.push(message);
             }
+            self.last_batch = pending.len();
             let mut events = Vec::new();
             let mut new_checkpoint = *checkpoint;
             let mut caught_up = false;
@@ -505,5 +528,19 @@ async fn pump(
         if sender.send(message).await.is_err() || failed {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_projector_waits_longer_for_its_next_batch_than_a_quiet_one() {
+        let options = ProjectorOptions::default();
+        assert_eq!(options.window_after(0), options.batch_window);
+        assert_eq!(options.window_after(options.busy_batch - 1), options.batch_window);
+        assert_eq!(options.window_after(options.busy_batch), options.busy_batch_window);
+        assert!(options.busy_batch_window > options.batch_window);
     }
 }

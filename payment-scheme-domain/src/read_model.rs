@@ -25,7 +25,9 @@ pub const PROJECTOR_NAME: &str = "inbound-payments-v3";
 /// end of the table (a few B-tree pages rewritten per commit, and pages the cache holds) instead of at random
 /// places in a table that grows by a payment at a time.
 const PAYMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("inbound_payments_v3");
-/// Payment id → its receipt number.
+/// Payment id → its receipt number, for the payments not yet final: the ones events still come for (no stage
+/// writes anything once a payment is credited or returned). Kept that small, its pages stay few and in the
+/// cache; keyed by every payment id ever received it would take a random page per payment, as the rows did.
 const RECEIPTS: TableDefinition<&str, u64> = TableDefinition::new("inbound_payment_receipts_v3");
 /// (stage, when the payment reached it in ms since the epoch, receipt number): the payments at each stage in
 /// the order they reached it. Time leads so that a batch's moves land at the end of each stage's range.
@@ -108,7 +110,7 @@ impl ReadModel for PaymentsModel {
             None => 0,
         };
         // Payment id → (its receipt number, its stage before the batch and when it reached it, its record after
-        // the events so far); ids in first-seen order.
+        // the events so far); ids in first-seen order. A payment new in this batch is at `Stage::New` before it.
         let mut touched: HashMap<&str, (u64, Stage, i64, PaymentRecord)> = HashMap::new();
         let mut order: Vec<&str> = Vec::new();
         let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
@@ -137,9 +139,6 @@ impl ReadModel for PaymentsModel {
                         _ => {
                             let receipt = next_receipt;
                             next_receipt += 1;
-                            receipts
-                                .insert(payment_id, receipt)
-                                .map_err(|e| (index, e.into()))?;
                             let record = PaymentRecord {
                                 state: InboundPayment::default(),
                                 updated_at: event.metadata.occurred_at,
@@ -182,6 +181,16 @@ impl ReadModel for PaymentsModel {
             let receipt = *receipt;
             let now = record.state.stage;
             let since = record.stage_since.timestamp_millis();
+            let was_open = !initial.is_final();
+            match (*initial == Stage::New, was_open && !now.is_final()) {
+                (true, true) => {
+                    receipts.insert(payment_id, receipt).map_err(stored)?;
+                }
+                (false, false) if was_open => {
+                    receipts.remove(payment_id).map_err(stored)?;
+                }
+                _ => {}
+            }
             if (*initial, *initial_since) != (now, since) {
                 if *initial != Stage::New {
                     by_stage
@@ -472,6 +481,37 @@ mod tests {
             assert_eq!(
                 shown(&apply_in_batches(&events, size)),
                 one_by_one,
+                "batches of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_payments_not_yet_final_keep_a_receipt_entry() {
+        let credited = received("123456");
+        let rejected = received("12");
+        let waiting = received("654321");
+        let mut events = Vec::new();
+        for (payment, steps) in [(&credited, 4), (&rejected, 2), (&waiting, 2)] {
+            events.extend(
+                history(payment.clone(), steps)
+                    .into_iter()
+                    .map(|event| (payment.payment_id, event)),
+            );
+        }
+        let events = stored(events);
+        for size in [1, 2, events.len()] {
+            let store = apply_in_batches(&events, size);
+            let read = store.database().begin_read().expect("a read");
+            let receipts = read.open_table(RECEIPTS).expect("the table");
+            let ids: Vec<String> = receipts
+                .iter()
+                .expect("entries")
+                .map(|entry| entry.expect("an entry").0.value().to_owned())
+                .collect();
+            assert_eq!(
+                ids,
+                vec![waiting.payment_id.to_string()],
                 "batches of {size}"
             );
         }
