@@ -114,10 +114,15 @@ async fn wait_all_final(
     }
 }
 
+/// How long one batch may go on meeting a busy gateway before the bench gives up: the pipeline finishes
+/// thousands of payments a second, so a gateway busy this long has stopped making progress.
+const BUSY_FOR_AT_MOST: Duration = Duration::from_secs(120);
+
 /// Posts one batch to the gateway until it is accepted, waiting out each busy answer (503 with `Retry-After`)
-/// as a scheme would. Returns how many busy answers it got.
+/// as a scheme would, for at most [`BUSY_FOR_AT_MOST`]. Returns how many busy answers it got.
 async fn submit(http: &reqwest::Client, url: &str, batch: &[Value]) -> anyhow::Result<u64> {
     let mut busy = 0;
+    let first_sent = Instant::now();
     loop {
         let response = http
             .post(format!("{url}/scheme/inbound"))
@@ -129,6 +134,10 @@ async fn submit(http: &reqwest::Client, url: &str, batch: &[Value]) -> anyhow::R
             return Ok(busy);
         }
         match scheme_simulator::retry_after(status, response.headers()) {
+            Some(_) if first_sent.elapsed() >= BUSY_FOR_AT_MOST => anyhow::bail!(
+                "the gateway has answered busy for {} s ({busy} answers): the pipeline is not finishing payments",
+                BUSY_FOR_AT_MOST.as_secs()
+            ),
             Some(wait) => {
                 busy += 1;
                 tokio::time::sleep(wait).await;
