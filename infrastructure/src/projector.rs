@@ -367,7 +367,8 @@ impl<M: ReadModel> Projector<M> {
             };
             let mut pending = vec![first];
             let max_batch = self.options.max_batch.max(1);
-            let window_ends = tokio::time::Instant::now() + self.options.window_after(self.last_batch);
+            let window_ends =
+                tokio::time::Instant::now() + self.options.window_after(self.last_batch);
             while pending.len() < max_batch {
                 let message = match receiver.try_recv() {
                     Ok(message) => message,
@@ -539,8 +540,14 @@ mod tests {
     fn a_busy_projector_waits_longer_for_its_next_batch_than_a_quiet_one() {
         let options = ProjectorOptions::default();
         assert_eq!(options.window_after(0), options.batch_window);
-        assert_eq!(options.window_after(options.busy_batch - 1), options.batch_window);
-        assert_eq!(options.window_after(options.busy_batch), options.busy_batch_window);
+        assert_eq!(
+            options.window_after(options.busy_batch - 1),
+            options.batch_window
+        );
+        assert_eq!(
+            options.window_after(options.busy_batch),
+            options.busy_batch_window
+        );
         assert!(options.busy_batch_window > options.batch_window);
     }
 }

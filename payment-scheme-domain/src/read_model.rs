@@ -175,7 +175,8 @@ impl ReadModel for PaymentsModel {
         }
         let stored = |error: infrastructure::redb::StorageError| (last, ApplyError::from(error));
         for payment_id in order {
-            let Some((receipt, initial, initial_since, record)) = touched.get_mut(payment_id) else {
+            let Some((receipt, initial, initial_since, record)) = touched.get_mut(payment_id)
+            else {
                 continue;
             };
             let receipt = *receipt;
