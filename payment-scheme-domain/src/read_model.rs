@@ -257,9 +257,18 @@ pub struct Stats {
     /// Return reason code → payments returned with it.
     pub returned_by_reason: BTreeMap<String, u64>,
     /// Payments the bank is still working on: received and not yet credited or returned, leaving out those
-    /// held for an operator. The gateway admits new payments while this is under its limit.
+    /// held for an operator and those stuck. The gateway admits new payments while this is under its limit.
     pub in_progress: u64,
+    /// Payments that have waited at a stage of the pipeline (not held) for longer than [`STUCK_AFTER`]: a
+    /// message parked by a consumer group, or a stage that has stopped. They are left out of `in_progress`, so
+    /// they cannot close the gateway; they want a look (the parked messages of the stage's group).
+    pub stuck: u64,
 }
+
+/// How long a payment may wait at one stage of the pipeline before it counts as stuck rather than in progress:
+/// far beyond any queue the gateway's limit lets form (seconds), short enough that parked payments cannot
+/// hold the gateway shut for long.
+pub const STUCK_AFTER: chrono::Duration = chrono::Duration::minutes(10);
 
 impl PaymentsQuery {
     pub fn new(read_models: ReadModelStore) -> Self {
@@ -318,6 +327,11 @@ impl PaymentsQuery {
     }
 
     pub fn stats(&self) -> Result<Stats, infrastructure::redb::Error> {
+        self.stats_at(Utc::now())
+    }
+
+    /// The statistics as of `now` (which decides which payments are stuck).
+    pub fn stats_at(&self, now: DateTime<Utc>) -> Result<Stats, infrastructure::redb::Error> {
         let transaction = self.read_models.begin_read()?;
         let counts = match transaction.open_table(COUNTS) {
             Ok(table) => table,
@@ -342,11 +356,21 @@ impl PaymentsQuery {
                 stats.returned_by_reason.insert(code.to_owned(), value);
             }
         }
-        stats.in_progress = STAGES
-            .into_iter()
-            .filter(|stage| stage.is_in_progress())
-            .map(|stage| stats.by_stage.get(stage.name()).copied().unwrap_or(0))
-            .sum();
+        // Stuck payments are the oldest entries of each stage's range in the stage index: normally none, so
+        // this reads a page or two per stage.
+        let by_stage = transaction.open_table(BY_STAGE)?;
+        let cutoff = (now - STUCK_AFTER).timestamp_millis();
+        for stage in STAGES.into_iter().filter(|stage| stage.is_in_progress()) {
+            let name = stage.name();
+            let waiting = stats.by_stage.get(name).copied().unwrap_or(0);
+            let mut stuck = 0;
+            for entry in by_stage.range((name, i64::MIN, 0)..(name, cutoff, 0))? {
+                entry?;
+                stuck += 1;
+            }
+            stats.stuck += stuck;
+            stats.in_progress += waiting.saturating_sub(stuck);
+        }
         Ok(stats)
     }
 }
@@ -516,6 +540,33 @@ mod tests {
                 "batches of {size}"
             );
         }
+    }
+
+    #[test]
+    fn a_payment_waiting_at_a_stage_for_too_long_counts_as_stuck_not_in_progress() {
+        let at = |second: i64| DateTime::from_timestamp(1_700_000_000 + second, 0).expect("a time");
+        let waiting = received("654321");
+        let credited = received("123456");
+        let mut events = Vec::new();
+        for (payment, steps) in [(&waiting, 2), (&credited, 4)] {
+            events.extend(
+                history(payment.clone(), steps)
+                    .into_iter()
+                    .map(|event| (payment.payment_id, event)),
+            );
+        }
+        let mut events = stored(events);
+        for event in &mut events {
+            event.metadata.occurred_at = at(0);
+        }
+        let query = PaymentsQuery::new(apply_in_batches(&events, events.len()));
+        let second = chrono::Duration::seconds(1);
+        let soon = query.stats_at(at(0) + STUCK_AFTER - second).expect("stats");
+        assert_eq!((soon.in_progress, soon.stuck), (1, 0), "{soon:?}");
+        let later = query.stats_at(at(0) + STUCK_AFTER + second).expect("stats");
+        assert_eq!((later.in_progress, later.stuck), (0, 1), "{later:?}");
+        assert_eq!(later.by_stage.get("validated"), Some(&1), "{later:?}");
+        assert_eq!(later.by_stage.get("credited"), Some(&1), "{later:?}");
     }
 
     #[test]
