@@ -182,12 +182,13 @@ impl ReadModel for PaymentsModel {
             let receipt = *receipt;
             let now = record.state.stage;
             let since = record.stage_since.timestamp_millis();
-            let was_open = !initial.is_final();
-            match (*initial == Stage::New, was_open && !now.is_final()) {
-                (true, true) => {
+            // Only payments not yet final have an entry, so a payment found through one was not final before
+            // the batch; a new one (at `New` before it) gets one unless the batch finished it.
+            match (*initial == Stage::New, now.is_final()) {
+                (true, false) => {
                     receipts.insert(payment_id, receipt).map_err(stored)?;
                 }
-                (false, false) if was_open => {
+                (false, true) => {
                     receipts.remove(payment_id).map_err(stored)?;
                 }
                 _ => {}
@@ -417,6 +418,20 @@ mod tests {
         events
     }
 
+    /// Each payment's events taken as far as its number of stages, one payment after another.
+    fn one_after_another(
+        payments: &[(&InboundPaymentReceived, usize)],
+    ) -> Vec<(PaymentId, InboundPaymentEvent)> {
+        payments
+            .iter()
+            .flat_map(|(payment, steps)| {
+                history((*payment).clone(), *steps)
+                    .into_iter()
+                    .map(|event| (payment.payment_id, event))
+            })
+            .collect()
+    }
+
     fn stored(
         events: Vec<(PaymentId, InboundPaymentEvent)>,
     ) -> Vec<StoredEvent<InboundPaymentEvent>> {
@@ -516,15 +531,11 @@ mod tests {
         let credited = received("123456");
         let rejected = received("12");
         let waiting = received("654321");
-        let mut events = Vec::new();
-        for (payment, steps) in [(&credited, 4), (&rejected, 2), (&waiting, 2)] {
-            events.extend(
-                history(payment.clone(), steps)
-                    .into_iter()
-                    .map(|event| (payment.payment_id, event)),
-            );
-        }
-        let events = stored(events);
+        let events = stored(one_after_another(&[
+            (&credited, 4),
+            (&rejected, 2),
+            (&waiting, 2),
+        ]));
         for size in [1, 2, events.len()] {
             let store = apply_in_batches(&events, size);
             let read = store.database().begin_read().expect("a read");
@@ -547,15 +558,7 @@ mod tests {
         let at = |second: i64| DateTime::from_timestamp(1_700_000_000 + second, 0).expect("a time");
         let waiting = received("654321");
         let credited = received("123456");
-        let mut events = Vec::new();
-        for (payment, steps) in [(&waiting, 2), (&credited, 4)] {
-            events.extend(
-                history(payment.clone(), steps)
-                    .into_iter()
-                    .map(|event| (payment.payment_id, event)),
-            );
-        }
-        let mut events = stored(events);
+        let mut events = stored(one_after_another(&[(&waiting, 2), (&credited, 4)]));
         for event in &mut events {
             event.metadata.occurred_at = at(0);
         }
@@ -592,9 +595,9 @@ mod tests {
         validated[0].revision = 1;
         validated[0].metadata.occurred_at = at(10);
         events.extend(validated);
-        let ids = |store: &ReadModelStore, stage| {
+        let ids = |store: &ReadModelStore, stage: Option<Stage>| {
             let (records, total) = PaymentsQuery::new(store.clone())
-                .list(Some(stage), 0, 10)
+                .list(stage, 0, 10)
                 .expect("list");
             let ids: Vec<_> = records
                 .iter()
@@ -606,21 +609,13 @@ mod tests {
         for size in [1, events.len()] {
             let store = apply_in_batches(&events, size);
             assert_eq!(
-                ids(&store, Stage::Received),
+                ids(&store, Some(Stage::Received)),
                 vec![first.payment_id, third.payment_id],
                 "batches of {size}"
             );
-            assert_eq!(ids(&store, Stage::Validated), vec![second.payment_id]);
-            let (all, total) = PaymentsQuery::new(store.clone())
-                .list(None, 0, 10)
-                .expect("list");
-            let all: Vec<_> = all
-                .iter()
-                .filter_map(|r| r.state.received.as_ref().map(|r| r.payment_id))
-                .collect();
-            assert_eq!(total, 3);
+            assert_eq!(ids(&store, Some(Stage::Validated)), vec![second.payment_id]);
             assert_eq!(
-                all,
+                ids(&store, None),
                 vec![second.payment_id, first.payment_id, third.payment_id],
                 "all payments, in the order received (batches of {size})"
             );
