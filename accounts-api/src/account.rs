@@ -1,6 +1,8 @@
 //! The account aggregate: its state rebuilt from `account-…` events, and the decisions that produce new events.
 //! Pure: no IO. Balances are in pence; the available balance counts the overdraft and subtracts reservations.
 
+use std::collections::{HashSet, VecDeque};
+
 use events::accounts::*;
 use events::bacs::ReturnReason;
 use events::{AccountId, Money, PaymentId};
@@ -37,7 +39,7 @@ pub struct Account {
     pub overdraft_limit: Money,
     pub reserved: Money,
     /// Payments already credited or refused, so a redelivered payment is not posted twice.
-    pub settled_payments: Vec<PaymentId>,
+    pub settled_payments: SettledPayments,
     pub recent_transactions: Vec<Transaction>,
     pub revision: Option<u64>,
 }
@@ -56,10 +58,71 @@ impl Default for Account {
             balance: Money::ZERO,
             overdraft_limit: Money::ZERO,
             reserved: Money::ZERO,
-            settled_payments: Vec::new(),
+            settled_payments: SettledPayments::default(),
             recent_transactions: Vec::new(),
             revision: None,
         }
+    }
+}
+
+/// The newest payments an account settled, oldest first: a bounded memory for idempotency. Asking whether a
+/// payment is among them takes a hash lookup and remembering one past the bound forgets the oldest, both in
+/// constant time — as a list, each posting scanned and shifted up to [`REMEMBERED_PAYMENTS`] ids, a cost that
+/// grew with the account's traffic. Serialised (in snapshots) as the list of ids, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct SettledPayments {
+    order: VecDeque<PaymentId>,
+    members: HashSet<PaymentId>,
+}
+
+impl SettledPayments {
+    pub fn contains(&self, payment: &PaymentId) -> bool {
+        self.members.contains(payment)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Remembers `payment` (once), forgetting the oldest while more than `bound` are remembered.
+    fn remember(&mut self, payment: PaymentId, bound: usize) {
+        if !self.members.insert(payment) {
+            return;
+        }
+        self.order.push_back(payment);
+        while self.order.len() > bound {
+            if let Some(oldest) = self.order.pop_front() {
+                self.members.remove(&oldest);
+            }
+        }
+    }
+}
+
+impl PartialEq for SettledPayments {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order
+    }
+}
+
+impl Eq for SettledPayments {}
+
+impl Serialize for SettledPayments {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(&self.order)
+    }
+}
+
+impl<'de> Deserialize<'de> for SettledPayments {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut settled = SettledPayments::default();
+        for payment in Vec::<PaymentId>::deserialize(deserializer)? {
+            settled.remember(payment, usize::MAX);
+        }
+        Ok(settled)
     }
 }
 
@@ -164,10 +227,7 @@ impl Account {
     }
 
     fn remember(&mut self, payment: PaymentId) {
-        self.settled_payments.push(payment);
-        if self.settled_payments.len() > REMEMBERED_PAYMENTS {
-            self.settled_payments.remove(0);
-        }
+        self.settled_payments.remember(payment, REMEMBERED_PAYMENTS);
     }
 
     fn require_open(&self) -> Result<(), AccountError> {
@@ -439,5 +499,32 @@ mod tests {
             closed.deposit(Money::from_pence(1), "x".into()),
             Err(AccountError::NotOpen(AccountStatus::Closed))
         );
+    }
+
+    #[test]
+    fn an_account_remembers_its_newest_settled_payments_and_snapshots_them_oldest_first() {
+        let payments: Vec<PaymentId> = (0..5).map(|_| PaymentId::new()).collect();
+        let mut settled = SettledPayments::default();
+        for payment in &payments {
+            settled.remember(*payment, 3);
+        }
+        settled.remember(payments[4], 3);
+        assert_eq!(
+            settled.len(),
+            3,
+            "bounded, and a payment is remembered once"
+        );
+        assert!(!settled.contains(&payments[0]) && !settled.contains(&payments[1]));
+        assert!(payments[2..]
+            .iter()
+            .all(|payment| settled.contains(payment)));
+
+        // Snapshots keep the list shape earlier versions wrote: a JSON array of ids, oldest first.
+        let json = serde_json::to_value(&settled).expect("serialisable");
+        assert_eq!(json, serde_json::json!(payments[2..]));
+        let restored: SettledPayments = serde_json::from_value(json).expect("readable");
+        assert_eq!(restored, settled);
+        assert!(restored.contains(&payments[4]) && !restored.contains(&payments[1]));
+        assert!(SettledPayments::default().is_empty());
     }
 }

@@ -204,22 +204,27 @@ async fn open_account(
     let context = CommandContext::new(correlation.metadata());
     let executed = state
         .accounts
-        .execute(&id, &context, |account| {
-            let mut events = account.open(id, name.clone(), overdraft)?;
-            if initial_deposit > 0 {
-                let mut opened = account.clone();
-                for event in &events {
-                    infrastructure::Aggregate::apply(&mut opened, event);
+        .execute_viewing(
+            &id,
+            &context,
+            |account| {
+                let mut events = account.open(id, name.clone(), overdraft)?;
+                if initial_deposit > 0 {
+                    let mut opened = account.clone();
+                    for event in &events {
+                        infrastructure::Aggregate::apply(&mut opened, event);
+                    }
+                    events.extend(opened.deposit(
+                        Money::from_pence(initial_deposit),
+                        "initial deposit".to_owned(),
+                    )?);
                 }
-                events.extend(opened.deposit(
-                    Money::from_pence(initial_deposit),
-                    "initial deposit".to_owned(),
-                )?);
-            }
-            Ok::<_, AccountError>(events)
-        })
+                Ok::<_, AccountError>(events)
+            },
+            view,
+        )
         .await?;
-    Ok((StatusCode::CREATED, ApiJson(view(&executed.state)?)))
+    Ok((StatusCode::CREATED, ApiJson(executed.view?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -368,15 +373,20 @@ async fn move_money(
     let context = CommandContext::new(correlation.metadata());
     let executed = state
         .accounts
-        .execute(&id, &context, |account| {
-            if withdrawal {
-                account.withdraw(amount, request.reference.clone())
-            } else {
-                account.deposit(amount, request.reference.clone())
-            }
-        })
+        .execute_viewing(
+            &id,
+            &context,
+            |account| {
+                if withdrawal {
+                    account.withdraw(amount, request.reference.clone())
+                } else {
+                    account.deposit(amount, request.reference.clone())
+                }
+            },
+            view,
+        )
         .await?;
-    Ok(ApiJson(view(&executed.state)?))
+    Ok(ApiJson(executed.view?))
 }
 
 /// Deposits `amount` pence.
@@ -427,11 +437,14 @@ async fn change_status(
     let context = CommandContext::new(correlation.metadata());
     let executed = state
         .accounts
-        .execute(&id, &context, |account| {
-            account.change_status(request.status, request.reason.clone())
-        })
+        .execute_viewing(
+            &id,
+            &context,
+            |account| account.change_status(request.status, request.reason.clone()),
+            view,
+        )
         .await?;
-    Ok(ApiJson(view(&executed.state)?))
+    Ok(ApiJson(executed.view?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -455,9 +468,14 @@ async fn change_overdraft(
     let context = CommandContext::new(correlation.metadata());
     let executed = state
         .accounts
-        .execute(&id, &context, |account| account.change_overdraft(limit))
+        .execute_viewing(
+            &id,
+            &context,
+            |account| account.change_overdraft(limit),
+            view,
+        )
         .await?;
-    Ok(ApiJson(view(&executed.state)?))
+    Ok(ApiJson(executed.view?))
 }
 
 /// Moves money between two of the bank's accounts: debit, credit, and a refund if the credit fails.

@@ -129,11 +129,12 @@ impl CommandContext {
     }
 }
 
-/// What [`Repository::execute`] did.
+/// What [`Repository::execute`] did. `view` is what [`Repository::execute_viewing`]'s caller made of the state
+/// after the new events (`()` from `execute`): the state itself stays with the repository's cache, so a
+/// command costs no copy of it — an account's state holds thousands of remembered payment ids.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Executed<A: Aggregate> {
-    /// The state after the new events.
-    pub state: A,
+pub struct Executed<A: Aggregate, T = ()> {
+    pub view: T,
     /// The events the decision produced (possibly none).
     pub events: Vec<A::Event>,
     /// Where they were written; `None` when there were none to write.
@@ -367,7 +368,25 @@ impl<A: Aggregate> Repository<A> {
     where
         F: FnMut(&A) -> Result<Vec<A::Event>, E>,
     {
-        self.execute_from(id, context, Start::Cached, decide).await
+        self.execute_from(id, context, Start::Cached, decide, |_| ())
+            .await
+    }
+
+    /// [`Repository::execute`], and `view` of the state after the new events (e.g. an API's answer, or
+    /// `A::clone` for the state itself).
+    pub async fn execute_viewing<F, E, V, T>(
+        &self,
+        id: &A::Id,
+        context: &CommandContext,
+        decide: F,
+        view: V,
+    ) -> Result<Executed<A, T>, ExecuteError<E>>
+    where
+        F: FnMut(&A) -> Result<Vec<A::Event>, E>,
+        V: FnOnce(&A) -> T,
+    {
+        self.execute_from(id, context, Start::Cached, decide, view)
+            .await
     }
 
     /// [`Repository::execute`] for a command that usually creates its aggregate (a payment received, a payment
@@ -383,19 +402,21 @@ impl<A: Aggregate> Repository<A> {
     where
         F: FnMut(&A) -> Result<Vec<A::Event>, E>,
     {
-        self.execute_from(id, context, Start::CachedOrNew, decide)
+        self.execute_from(id, context, Start::CachedOrNew, decide, |_| ())
             .await
     }
 
-    async fn execute_from<F, E>(
+    async fn execute_from<F, E, V, T>(
         &self,
         id: &A::Id,
         context: &CommandContext,
         mut start: Start,
         mut decide: F,
-    ) -> Result<Executed<A>, ExecuteError<E>>
+        view: V,
+    ) -> Result<Executed<A, T>, ExecuteError<E>>
     where
         F: FnMut(&A) -> Result<Vec<A::Event>, E>,
+        V: FnOnce(&A) -> T,
     {
         let stream = A::stream_name(id);
         let _turn = self.locks.lock(&stream).await;
@@ -418,10 +439,10 @@ impl<A: Aggregate> Repository<A> {
             let new_events = context.new_events(&stream, events.clone());
             match self.save(id, loaded, new_events).await {
                 Ok((saved, appended)) => {
-                    let state = saved.state.clone();
+                    let view = view(&saved.state);
                     self.remember(&stream, saved);
                     return Ok(Executed {
-                        state,
+                        view,
                         events,
                         appended,
                         attempts: attempt,
