@@ -160,6 +160,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
+    let calibration_before = tokio::task::spawn_blocking(calibrate).await?;
     let data_dir =
         std::env::temp_dir().join(format!("bank-bench-{}", uuid::Uuid::new_v4().simple()));
     let plan = data_seeder::SeedPlan {
@@ -192,7 +193,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<bool> {
     };
     bank.shutdown().await?;
     let _ = std::fs::remove_dir_all(&data_dir);
-    let report = result?;
+    let mut report = result?;
+    let calibration_after = tokio::task::spawn_blocking(calibrate).await?;
+    report["machine"] = json!({ "calibrationMs": [calibration_before, calibration_after] });
     println!("{report}");
     Ok(true)
 }
@@ -242,6 +245,7 @@ async fn throughput(
     run_id: &str,
 ) -> anyhow::Result<Value> {
     let counters_before = store_counters(http, bank).await;
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     let mut submissions = tokio::task::JoinSet::new();
     let batches: Vec<Vec<Value>> = (0..args.payments)
@@ -269,10 +273,12 @@ async fn throughput(
     let submitted = started.elapsed();
     wait_all_final(http, bank, args.payments as u64, Duration::from_secs(1800)).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_used(cpu_before, args.payments);
     let counters_after = store_counters(http, bank).await;
     Ok(json!({
         "test": "bank-pipeline",
         "mode": "throughput",
+        "cpu": cpu,
         "store": store_work(&counters_before, &counters_after, seconds),
         "payments": args.payments,
         "replicas": args.replicas,
@@ -291,6 +297,7 @@ async fn latency(
     run_id: &str,
 ) -> anyhow::Result<Value> {
     let counters_before = store_counters(http, bank).await;
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     let ticks_per_sec = 20;
     let per_tick = (args.rate / ticks_per_sec).max(1);
@@ -343,6 +350,7 @@ async fn latency(
     let submitted = started.elapsed();
     wait_all_final(http, bank, n as u64, Duration::from_secs(600)).await?;
     let all_final = started.elapsed();
+    let cpu = cpu_used(cpu_before, n);
     let counters_after = store_counters(http, bank).await;
     // Received → final, from the events' own timestamps, of every payment or of an even sample.
     let step = match args.latency_samples {
@@ -379,6 +387,7 @@ async fn latency(
     Ok(json!({
         "test": "bank-pipeline",
         "mode": "latency",
+        "cpu": cpu,
         "rate": args.rate,
         "seconds": args.duration_secs,
         "payments": n,
@@ -395,4 +404,79 @@ async fn latency(
             "samples": latencies.len(),
         },
     }))
+}
+
+/// The CPU time (user + system, all threads) this process has used so far; `None` where `/proc` is missing.
+fn process_cpu_seconds() -> Option<f64> {
+    cpu_seconds_of(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// `/proc/<pid>/stat`'s CPU time: `utime` and `stime` (fields 14 and 15, in clock ticks of 1/100 s). The command
+/// name (field 2) is in parentheses and may hold spaces, so fields are counted from its closing parenthesis.
+fn cpu_seconds_of(stat: &str) -> Option<f64> {
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let mut after_name = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: f64 = after_name.nth(11)?.parse().ok()?;
+    let stime: f64 = after_name.next()?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// The CPU the run took, in all and per payment (the whole bank's: store, services, projections and the bench).
+fn cpu_used(before: Option<f64>, payments: usize) -> Value {
+    match (before, process_cpu_seconds()) {
+        (Some(before), Some(after)) => {
+            let seconds = after - before;
+            let ms_per_payment = seconds * 1000.0 / payments.max(1) as f64;
+            json!({
+                "seconds": (seconds * 100.0).round() / 100.0,
+                "msPerPayment": (ms_per_payment * 1000.0).round() / 1000.0,
+            })
+        }
+        _ => Value::Null,
+    }
+}
+
+/// Milliseconds a fixed single-threaded workload takes now (sorting 2 million pseudo-random numbers: memory,
+/// branches and arithmetic), the best of three. The development VM's speed drifts by up to ~1.7× within an hour,
+/// so a report carries this reading from before and after the run: runs compare when their readings do.
+fn calibrate() -> f64 {
+    let best = (0..3).map(|_| sort_once()).fold(f64::INFINITY, f64::min);
+    (best * 1000.0 * 10.0).round() / 10.0
+}
+
+fn sort_once() -> f64 {
+    let started = Instant::now();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut numbers: Vec<u64> = (0..2_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        })
+        .collect();
+    numbers.sort_unstable();
+    std::hint::black_box(&numbers);
+    started.elapsed().as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        let stat =
+            "4242 (bank (bench) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0 1 0 0";
+        assert_eq!(cpu_seconds_of(stat), Some(3.25));
+        assert_eq!(cpu_seconds_of("garbage"), None);
+        if let Some(now) = process_cpu_seconds() {
+            let later = {
+                let spent = calibrate();
+                assert!(spent > 0.0);
+                process_cpu_seconds().expect("readable a moment ago")
+            };
+            assert!(later >= now);
+        }
+    }
 }
