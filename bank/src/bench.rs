@@ -151,6 +151,12 @@ async fn submit(http: &reqwest::Client, url: &str, batch: &[Value]) -> anyhow::R
 /// well over 5,000 payments/s.
 const SENDERS: usize = 8;
 
+/// `value` rounded to `decimals` places, for reports.
+fn rounded(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -229,11 +235,11 @@ fn store_work(before: &HashMap<String, f64>, after: &HashMap<String, f64>, secon
         "appends": delta("writes_total"),
         "events": delta("events_written_total"),
         "groupCommits": delta("write_batches_total"),
-        "appendsPerGroupCommit": (delta("writes_total") / batches * 10.0).round() / 10.0,
-        "fsyncBusyFraction": (delta("fsync_seconds_total") / seconds * 1000.0).round() / 1000.0,
-        "indexCommitBusyFraction": (delta("index_commit_seconds_total") / seconds * 1000.0).round() / 1000.0,
+        "appendsPerGroupCommit": rounded(delta("writes_total") / batches, 1),
+        "fsyncBusyFraction": rounded(delta("fsync_seconds_total") / seconds, 3),
+        "indexCommitBusyFraction": rounded(delta("index_commit_seconds_total") / seconds, 3),
         "indexCheckpoints": delta("index_checkpoints_total"),
-        "longestIndexCheckpointMs": (after.get("index_checkpoint_seconds_max").unwrap_or(&0.0) * 1e4).round() / 10.0,
+        "longestIndexCheckpointMs": rounded(after.get("index_checkpoint_seconds_max").unwrap_or(&0.0) * 1000.0, 1),
     })
 }
 
@@ -426,10 +432,9 @@ fn cpu_used(before: Option<f64>, payments: usize) -> Value {
     match (before, process_cpu_seconds()) {
         (Some(before), Some(after)) => {
             let seconds = after - before;
-            let ms_per_payment = seconds * 1000.0 / payments.max(1) as f64;
             json!({
-                "seconds": (seconds * 100.0).round() / 100.0,
-                "msPerPayment": (ms_per_payment * 1000.0).round() / 1000.0,
+                "seconds": rounded(seconds, 2),
+                "msPerPayment": rounded(seconds * 1000.0 / payments.max(1) as f64, 3),
             })
         }
         _ => Value::Null,
@@ -441,7 +446,7 @@ fn cpu_used(before: Option<f64>, payments: usize) -> Value {
 /// so a report carries this reading from before and after the run: runs compare when their readings do.
 fn calibrate() -> f64 {
     let best = (0..3).map(|_| sort_once()).fold(f64::INFINITY, f64::min);
-    (best * 1000.0 * 10.0).round() / 10.0
+    rounded(best * 1000.0, 1)
 }
 
 fn sort_once() -> f64 {
